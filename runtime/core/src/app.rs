@@ -1,0 +1,201 @@
+use crate::limits::LimitedBody;
+use crate::runtime::EPOCH_TICK;
+use crate::state::RequestState;
+use crate::{Failure, Limits, RequestId};
+use bytes::Bytes;
+use http_body::Body;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, oneshot};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+/// The body of a response produced by a guest, streamed as the guest writes
+/// it. Host-made responses use the same type.
+pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// One loaded app: a pre-instantiated component and its limits. Cloning is
+/// cheap; clones share everything.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    name: Arc<str>,
+    pre: ProxyPre<RequestState>,
+    limits: Limits,
+    cpu_ticks: u64,
+    instance_slots: Arc<Semaphore>,
+}
+
+impl App {
+    pub(crate) fn new(
+        name: &str,
+        pre: ProxyPre<RequestState>,
+        limits: Limits,
+        instance_slots: Arc<Semaphore>,
+    ) -> Self {
+        let cpu_ticks = limits.cpu_time.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1);
+        Self {
+            inner: Arc::new(AppInner {
+                name: name.into(),
+                pre,
+                cpu_ticks: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
+                limits,
+                instance_slots,
+            }),
+        }
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The app's per-request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Serves one request in a fresh instance.
+    ///
+    /// Resolves once the guest has set its response; the body then streams
+    /// while the guest keeps running, still under its limits. A failure is
+    /// logged with the app name and request id before it is returned.
+    pub async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+        request_id: RequestId,
+    ) -> Result<http::Response<ResponseBody>, Failure>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let inner = &self.inner;
+        let limit = inner.limits.request_body;
+        if content_length(request.headers()).is_some_and(|len| len > limit) {
+            return Err(Failure::BodyTooLarge { limit });
+        }
+        let request = request.map(|body| LimitedBody::new(body, limit));
+        let slot = inner
+            .instance_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::Internal("instance pool closed".into()))?;
+
+        let (response_tx, response_rx) = oneshot::channel();
+        let inner = inner.clone();
+        let guest = tokio::spawn(async move {
+            let _slot = slot;
+            let mut store = inner.new_store(request_id);
+            let run = run_guest(&mut store, &inner.pre, request, response_tx);
+            let failure = match tokio::time::timeout(inner.limits.wall_time, run).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(inner.classify(&err, store.data())),
+                Err(_elapsed) => Some(Failure::WallTime(inner.limits.wall_time)),
+            };
+            if let Some(failure) = &failure {
+                inner.log_failure(request_id, failure);
+            }
+            failure
+        });
+
+        match response_rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => {
+                let failure = Failure::Guest(format!("{code:?}"));
+                self.inner.log_failure(request_id, &failure);
+                Err(failure)
+            }
+            // The guest dropped the response outparam: it finished, trapped
+            // or was killed without answering. The task says which.
+            Err(_) => match guest.await {
+                Ok(Some(failure)) => Err(failure),
+                Ok(None) => {
+                    let failure = Failure::NoResponse;
+                    self.inner.log_failure(request_id, &failure);
+                    Err(failure)
+                }
+                Err(join) => Err(Failure::Internal(format!("guest task failed: {join}"))),
+            },
+        }
+    }
+}
+
+impl AppInner {
+    fn new_store(&self, request_id: RequestId) -> Store<RequestState> {
+        let state = RequestState::new(&self.name, request_id, self.limits.memory, self.cpu_ticks);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        // Deadline one tick ahead: the callback runs once per tick in which
+        // Wasm executes, charges it, and yields so other requests on this
+        // worker thread make progress.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            Ok(if ctx.data_mut().cpu.charge() {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
+        store
+    }
+
+    /// Names the cause of a guest error: a limit the host enforced, or the
+    /// guest's own trap.
+    fn classify(&self, err: &wasmtime::Error, state: &RequestState) -> Failure {
+        if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            Failure::CpuTime(self.limits.cpu_time)
+        } else if state.memory.hit {
+            Failure::Memory(self.limits.memory)
+        } else {
+            // One line for the log: the trap itself. The Wasm backtrace is
+            // multi-line and goes to the debug log.
+            tracing::debug!(app = &*self.name, "guest error with backtrace: {err:?}");
+            Failure::Trap(err.root_cause().to_string())
+        }
+    }
+
+    fn log_failure(&self, request_id: RequestId, failure: &Failure) {
+        tracing::warn!(
+            app = &*self.name,
+            request_id = %request_id,
+            status = failure.status().as_u16(),
+            "request failed: {failure}"
+        );
+    }
+}
+
+async fn run_guest<B>(
+    store: &mut Store<RequestState>,
+    pre: &ProxyPre<RequestState>,
+    request: http::Request<LimitedBody<B>>,
+    response_tx: oneshot::Sender<
+        Result<http::Response<ResponseBody>, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
+    >,
+) -> wasmtime::Result<()>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let mut http = store.data_mut().http();
+    let request = http.new_incoming_request(Scheme::Http, request)?;
+    let response_out = http.new_response_outparam(response_tx)?;
+    let proxy = pre.instantiate_async(&mut *store).await?;
+    proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, request, response_out)
+        .await
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

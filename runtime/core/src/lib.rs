@@ -1,0 +1,25 @@
+//! Outpost's execution core.
+//!
+//! One [`Runtime`] per process owns the wasmtime engine (pooling allocator,
+//! copy-on-write memory images, epoch interruption), the linker with every
+//! host interface of the `outpost:edge/handler` world, the epoch ticker, and
+//! the on-disk cache of precompiled components. [`Runtime::load_app`] turns a
+//! component file into an [`App`]: compiled once, imports resolved and types
+//! checked once (`ProxyPre`). [`App::handle`] then serves each request in a
+//! fresh, isolated instance bounded by the app's [`Limits`].
+
+mod app;
+mod failure;
+mod guest_log;
+mod limits;
+mod precompile;
+mod request_id;
+mod runtime;
+mod state;
+
+pub use app::{App, ResponseBody};
+pub use failure::{Failure, LoadError};
+pub use limits::Limits;
+pub use precompile::Provenance;
+pub use request_id::RequestId;
+pub use runtime::{AppSpec, Runtime, RuntimeConfig};

@@ -1,0 +1,164 @@
+use crate::app::App;
+use crate::precompile::{PrecompileCache, Provenance};
+use crate::state::RequestState;
+use crate::{Limits, LoadError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// Granularity of CPU-time accounting and of the guest's cooperative yields:
+/// one engine-wide ticker thread advances the epoch this often.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Settings of the process-wide runtime, chosen by the operator.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once across all apps. Sizes the pooling
+    /// allocator; requests beyond it wait for a free slot.
+    pub max_instances: u32,
+    /// The largest memory limit any app may be given, in bytes.
+    pub max_memory: u64,
+    /// The largest component file accepted, in bytes.
+    pub max_component_size: u64,
+    /// Where precompiled artifacts are kept.
+    pub cache_dir: PathBuf,
+}
+
+impl RuntimeConfig {
+    /// Defaults with the given cache directory.
+    pub fn new(cache_dir: PathBuf) -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory: 1 << 30,
+            max_component_size: 64 << 20,
+            cache_dir,
+        }
+    }
+}
+
+/// What to load as one app.
+#[derive(Clone, Debug)]
+pub struct AppSpec {
+    /// The app's name, used in logs.
+    pub name: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// Per-request limits.
+    pub limits: Limits,
+}
+
+/// The process-wide execution environment: engine, linker, epoch ticker and
+/// precompiled cache. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    cache: PrecompileCache,
+    instance_slots: Arc<Semaphore>,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|err| anyhow::anyhow!("cannot create the wasmtime engine: {err:#}"))?;
+        let mut linker = Linker::new(&engine);
+        // The whole outpost:edge/handler world: WASI p2 (sockets linked but
+        // denied, see RequestState) plus wasi:http.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))?;
+        let cache = PrecompileCache::new(config.cache_dir.clone(), &engine)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self {
+            instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            engine,
+            linker,
+            cache,
+            config,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles (or loads from the cache), links and type-checks a component.
+    /// Nothing here happens again per request.
+    pub fn load_app(&self, spec: &AppSpec) -> Result<(App, Provenance), LoadError> {
+        let path = &spec.component;
+        let read_error = |source| LoadError::Read {
+            path: path.clone(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > self.config.max_component_size {
+            return Err(LoadError::TooLarge {
+                path: path.clone(),
+                size,
+                limit: self.config.max_component_size,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        let (component, provenance) = self.cache.load(&self.engine, path, &bytes)?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|err| LoadError::Imports {
+                    path: path.clone(),
+                    reason: format!("{err:#}"),
+                })?;
+        let proxy_pre = ProxyPre::new(instance_pre).map_err(|err| LoadError::Exports {
+            path: path.clone(),
+            reason: format!("{err:#}"),
+        })?;
+        let mut limits = spec.limits.clone();
+        limits.memory = limits.memory.min(self.config.max_memory);
+        let app = App::new(&spec.name, proxy_pre, limits, self.instance_slots.clone());
+        Ok((app, provenance))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let slots = config.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        // A Rust std component is a handful of core instances (main module,
+        // shims, fixups) with one memory and a few tables.
+        .total_core_instances(slots.saturating_mul(8))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .total_stacks(slots)
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+
+    let mut engine = Config::new();
+    engine
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine
+}
+
+/// One thread for the whole engine. It holds an `Engine` clone (cheap, an
+/// `Arc`) and stops when the runtime is dropped.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("outpost-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The operator's `node.toml`: parsed into validated types, with errors that
+//! name the file, the line and the key.
+
+use crate::router::Route;
+use outpost_core::{Limits, RuntimeConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated node configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the HTTP front end listens.
+    pub listen: SocketAddr,
+    /// Settings of the process-wide runtime.
+    pub runtime: RuntimeConfig,
+    /// The apps, sorted by name.
+    pub apps: Vec<AppConfig>,
+}
+
+/// One app of a node.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Its name (the key under `[apps]`).
+    pub name: String,
+    /// The component file, absolute or relative to the working directory.
+    pub component: PathBuf,
+    /// Which requests it serves.
+    pub routes: Vec<Route>,
+    /// Its per-request limits.
+    pub limits: Limits,
+}
+
+/// The default listen address of `outpost serve`.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+impl NodeConfig {
+    /// A node serving one component on every host and path: what
+    /// `outpost serve app.wasm` runs.
+    pub fn single(component: PathBuf, listen: SocketAddr, cache_dir: PathBuf) -> Self {
+        let name = component
+            .file_stem()
+            .map_or_else(|| "app".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        Self {
+            listen,
+            runtime: RuntimeConfig::new(cache_dir),
+            apps: vec![AppConfig {
+                name,
+                component,
+                routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
+                limits: Limits::default(),
+            }],
+        }
+    }
+
+    /// Reads and validates a node config file. `default_cache_dir` is used
+    /// when the file does not set `cache_dir`.
+    pub fn load(path: &Path, default_cache_dir: PathBuf) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {err}"),
+        })?;
+        Self::parse(path, &source, default_cache_dir)
+    }
+
+    /// Validates a node config given as text; `path` is used in errors and to
+    /// resolve relative paths.
+    pub fn parse(path: &Path, source: &str, default_cache_dir: PathBuf) -> Result<Self, ConfigError> {
+        let at = |span: std::ops::Range<usize>, key: String, message: String| ConfigError {
+            file: path.to_owned(),
+            line: Some(line_of(source, span.start)),
+            key: Some(key),
+            message,
+        };
+        let raw: RawNode = toml::from_str(source).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            line: err.span().map(|span| line_of(source, span.start)),
+            key: None,
+            message: err.message().trim().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let listen = match &raw.listen {
+            Some(listen) => listen.get_ref().parse().map_err(|_| {
+                at(
+                    listen.span(),
+                    "listen".into(),
+                    format!("{:?} is not an address; write it as \"127.0.0.1:8080\" or \"[::]:80\"", listen.get_ref()),
+                )
+            })?,
+            None => DEFAULT_LISTEN_ADDR,
+        };
+
+        let mut runtime = RuntimeConfig::new(match raw.cache_dir {
+            Some(dir) => base.join(dir),
+            None => default_cache_dir,
+        });
+        if let Some(max) = raw.max_instances {
+            if *max.get_ref() == 0 {
+                return Err(at(max.span(), "max_instances".into(), "must be at least 1".into()));
+            }
+            runtime.max_instances = *max.get_ref();
+        }
+        if let Some(max) = raw.max_memory_mib {
+            if *max.get_ref() == 0 {
+                return Err(at(max.span(), "max_memory_mib".into(), "must be at least 1".into()));
+            }
+            runtime.max_memory = max.get_ref() << 20;
+        }
+
+        if raw.apps.is_empty() {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                line: None,
+                key: Some("apps".into()),
+                message: "no apps configured; add one:\n  [apps.hello]\n  component = \"hello.wasm\"\n  routes = [\"/\"]".into(),
+            });
+        }
+        let mut apps = Vec::with_capacity(raw.apps.len());
+        for (name, app) in raw.apps {
+            let key = |field: &str| format!("apps.{name}.{field}");
+            let component = base.join(app.component.get_ref());
+            if !component.is_file() {
+                return Err(at(
+                    app.component.span(),
+                    key("component"),
+                    format!(
+                        "no such file {} (paths are relative to the config file)",
+                        component.display()
+                    ),
+                ));
+            }
+            if app.routes.is_empty() {
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    key: Some(key("routes")),
+                    message: "missing; give at least one route, e.g. routes = [\"/\"]".into(),
+                });
+            }
+            let mut routes = Vec::with_capacity(app.routes.len());
+            for route in &app.routes {
+                routes.push(
+                    Route::parse(route.get_ref())
+                        .map_err(|message| at(route.span(), key("routes"), message))?,
+                );
+            }
+            let limits = app
+                .limits
+                .map(|limits| limits.validate(&name, runtime.max_memory, &at))
+                .transpose()?
+                .unwrap_or_default();
+            apps.push(AppConfig {
+                name,
+                component,
+                routes,
+                limits,
+            });
+        }
+        check_duplicate_routes(path, &apps)?;
+        Ok(Self {
+            listen,
+            runtime,
+            apps,
+        })
+    }
+}
+
+fn check_duplicate_routes(path: &Path, apps: &[AppConfig]) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for app in apps {
+        for route in &app.routes {
+            if let Some(other) = seen.insert(route.to_string(), &app.name) {
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    key: Some(format!("apps.{}.routes", app.name)),
+                    message: format!(
+                        "route {route:?} is also claimed by app {other:?}; each route belongs to one app"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A config file is wrong. Displays as `FILE:LINE: KEY: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    file: PathBuf,
+    line: Option<usize>,
+    key: Option<String>,
+    message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    /// Address of the HTTP front end.
+    listen: Option<Spanned<String>>,
+    /// Directory of precompiled artifacts.
+    cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once (sizes the pooling allocator).
+    max_instances: Option<Spanned<u32>>,
+    /// The largest memory limit any app may have, in MiB.
+    max_memory_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    apps: BTreeMap<String, RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    component: Spanned<String>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    cpu_ms: Option<Spanned<u64>>,
+    wall_ms: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<u64>>,
+    request_body_kib: Option<Spanned<u64>>,
+}
+
+impl RawLimits {
+    fn validate(
+        self,
+        app: &str,
+        max_memory: u64,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<Limits, ConfigError> {
+        let mut limits = Limits::default();
+        let key = |field: &str| format!("apps.{app}.limits.{field}");
+        let positive = |value: &Spanned<u64>, field: &str| {
+            if *value.get_ref() == 0 {
+                Err(at(value.span(), key(field), "must be at least 1".into()))
+            } else {
+                Ok(*value.get_ref())
+            }
+        };
+        if let Some(cpu) = &self.cpu_ms {
+            limits.cpu_time = Duration::from_millis(positive(cpu, "cpu_ms")?);
+        }
+        if let Some(wall) = &self.wall_ms {
+            limits.wall_time = Duration::from_millis(positive(wall, "wall_ms")?);
+        }
+        if let Some(memory) = &self.memory_mib {
+            let bytes = positive(memory, "memory_mib")?.saturating_mul(1 << 20);
+            if bytes > max_memory {
+                return Err(at(
+                    memory.span(),
+                    key("memory_mib"),
+                    format!(
+                        "{} MiB is more than the node allows (max_memory_mib = {}); lower it or raise max_memory_mib",
+                        memory.get_ref(),
+                        max_memory >> 20
+                    ),
+                ));
+            }
+            limits.memory = bytes;
+        }
+        if let Some(body) = &self.request_body_kib {
+            limits.request_body = body.get_ref().saturating_mul(1024);
+        }
+        Ok(limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(source: &str) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.wasm"), b"").unwrap();
+        let path = dir.path().join("node.toml");
+        NodeConfig::parse(&path, source, PathBuf::from("/tmp/cache"))
+            .map_err(|mut err| {
+                err.file = PathBuf::from("node.toml");
+                err
+            })
+    }
+
+    #[test]
+    fn parses_apps_routes_and_limits() {
+        let config = parse(
+            "listen = \"127.0.0.1:0\"\n\
+             [apps.api]\ncomponent = \"app.wasm\"\nroutes = [\"api.example.com/\", \"/api\"]\n\
+             [apps.api.limits]\ncpu_ms = 20\nmemory_mib = 64\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 0);
+        let app = &config.apps[0];
+        assert_eq!(app.name, "api");
+        assert_eq!(app.routes.len(), 2);
+        assert_eq!(app.limits.cpu_time, Duration::from_millis(20));
+        assert_eq!(app.limits.memory, 64 << 20);
+        assert_eq!(app.limits.wall_time, Limits::default().wall_time);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\ncpu = 5\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("node.toml:4: "), "{text}");
+        assert!(text.contains("unknown field `cpu`"), "{text}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let err = parse("[apps.a]\ncomponent = \"missing.wasm\"\nroutes = [\"/\"]\n").unwrap_err();
+        assert!(err.to_string().starts_with("node.toml:2: apps.a.component: no such file"), "{err}");
+
+        let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"nope\"]\n").unwrap_err();
+        assert!(err.to_string().starts_with("node.toml:3: apps.a.routes: "), "{err}");
+
+        let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n[apps.a.limits]\ncpu_ms = 0\n")
+            .unwrap_err();
+        assert!(err.to_string().starts_with("node.toml:5: apps.a.limits.cpu_ms: must be at least 1"), "{err}");
+
+        let err = parse("listen = \"localhost\"\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().starts_with("node.toml:1: listen: "), "{err}");
+    }
+
+    #[test]
+    fn a_route_belongs_to_one_app() {
+        let err = parse(
+            "[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/x\"]\n\
+             [apps.b]\ncomponent = \"app.wasm\"\nroutes = [\"/x\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("also claimed by app \"a\""), "{err}");
+    }
+
+    #[test]
+    fn no_apps_is_an_error_with_an_example() {
+        let err = parse("listen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("[apps.hello]"), "{err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Write Outpost edge handlers in Rust.
+//!
+//! A handler is a plain function from [`Request`] to [`Result<Response>`],
+//! marked with [`handler`]. Built for `wasm32-wasip2`, it becomes a standard
+//! `wasi:http` component that Outpost (or any other `wasi:http` host) runs
+//! in a fresh, isolated instance per request.
+//!
+//! ```no_run
+//! use outpost_sdk::{handler, Request, Response, Result};
+//!
+//! #[handler]
+//! fn handle(req: Request) -> Result<Response> {
+//!     Ok(Response::text(format!("hello from {}\n", req.path())))
+//! }
+//! ```
+//!
+//! The request body is read completely before the handler runs (the host
+//! bounds its size), and the response body is written after it returns.
+#![deny(missing_docs)]
+
+mod error;
+mod request;
+mod response;
+mod wasi;
+
+pub use error::{Error, Result};
+pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+pub use outpost_sdk_macro::handler;
+pub use request::Request;
+pub use response::Response;
+
+/// Glue used by the code that [`handler`] generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::wasi::bindings;
+    pub use crate::wasi::bindings::exports::wasi::http::incoming_handler::Guest;
+    pub use crate::wasi::bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+    pub use crate::wasi::run;
+}

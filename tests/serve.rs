@@ -1,0 +1,425 @@
+//! End to end: the real `outpost` binary on 127.0.0.1:0, real components
+//! built from examples/ and tests/fixtures/, a real HTTP client.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use outpost_tests::{HttpClient, Outpost, TempDir, artifacts, run_to_exit, temp_dir, write_config};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+
+fn outpost() -> &'static Path {
+    Path::new(OUTPOST)
+}
+
+/// Serves one component, with a fresh precompiled cache.
+fn serve(component: &str) -> (Outpost, TempDir) {
+    let cache = temp_dir();
+    let server = Outpost::start(
+        outpost(),
+        &["serve", component, "--cache-dir", cache.path().to_str().unwrap()],
+    )
+    .expect("outpost starts");
+    (server, cache)
+}
+
+/// Serves a node config written into a fresh directory that also holds the
+/// precompiled cache.
+fn serve_config(toml: &str) -> (Outpost, TempDir) {
+    let dir = temp_dir();
+    let config = write_config(dir.path(), toml);
+    let cache = dir.path().join("cache");
+    let server = Outpost::start(
+        outpost(),
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    )
+    .expect("outpost starts");
+    (server, dir)
+}
+
+fn request_id(reply: &outpost_tests::Reply) -> String {
+    let id = reply.header("x-request-id").to_owned();
+    assert_eq!(id.len(), 16, "request id {id:?}");
+    id
+}
+
+#[tokio::test]
+async fn hello_answers_get_over_http1_and_http2() {
+    let (server, _cache) = serve(artifacts::HELLO);
+    let reply = HttpClient::http1().get(&server.url("/")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Hello from Outpost!\n");
+    assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(reply.version, http::Version::HTTP_11);
+    request_id(&reply);
+
+    let reply = HttpClient::http2().get(&server.url("/any/path")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.text(), "Hello from Outpost!\n");
+}
+
+#[tokio::test]
+async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
+    let (server, _cache) = serve(artifacts::ECHO);
+    let client = HttpClient::http1();
+
+    let body: String = (0..1 << 20).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let request = http::Request::post(server.url("/upload/here?x=1&y=two"))
+        .header("x-custom", "one")
+        .header("x-custom", "two")
+        .header("x-other", "value with spaces")
+        .body(Full::new(Bytes::from(body.clone())))
+        .unwrap();
+    let reply = client.send(request).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), "application/json");
+    let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["path"], "/upload/here");
+    assert_eq!(echoed["query"], "x=1&y=two");
+    assert_eq!(echoed["headers"]["x-custom"], serde_json::json!(["one", "two"]));
+    assert_eq!(echoed["headers"]["x-other"], serde_json::json!(["value with spaces"]));
+    assert_eq!(echoed["body_len"], 1 << 20);
+    assert!(echoed["body"] == body.as_str(), "the 1 MiB body came back unchanged");
+    assert!(reply.body.len() > 1 << 20, "the response carried the 1 MiB body back");
+
+    let reply = client.get(&server.url("/?q=a+b")).await.unwrap();
+    let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(echoed["method"], "GET");
+    assert_eq!(echoed["body_len"], 0);
+}
+
+#[tokio::test]
+async fn handler_status_codes_reach_the_client() {
+    let (server, _cache) = serve(artifacts::ECHO);
+    let client = HttpClient::http1();
+    for status in [200u16, 201, 204, 301, 404, 418, 500, 503] {
+        let reply = client
+            .get(&server.url(&format!("/?status={status}")))
+            .await
+            .unwrap();
+        assert_eq!(reply.status.as_u16(), status);
+        request_id(&reply);
+    }
+    // A handler error (`Err(Error::bad_request(..))`) becomes its status.
+    let reply = client.get(&server.url("/?status=abc")).await.unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("is not an HTTP status"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn raw_wasi_http_component_runs_unchanged() {
+    let (server, _cache) = serve(artifacts::RAW_WASI_HTTP);
+    let reply = HttpClient::http1().get(&server.url("/raw?ok")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-raw-wasi"), "yes");
+    assert_eq!(reply.text(), "raw wasi:http handler saw /raw?ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_are_all_answered() {
+    let (server, _cache) = serve(artifacts::HELLO);
+    let client = HttpClient::http1();
+    let url = server.url("/");
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let reply = task.await.unwrap().unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "Hello from Outpost!\n");
+        ok += 1;
+    }
+    assert_eq!(ok, 1000);
+
+    // The same over a single HTTP/2 connection, multiplexed.
+    let client = HttpClient::http2();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_app_does_not_disturb_a_healthy_one() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.trap]\ncomponent = {:?}\nroutes = [\"/trap\"]\n\
+         [apps.hello]\ncomponent = {:?}\nroutes = [\"/\"]\n",
+        artifacts::TRAP,
+        artifacts::HELLO
+    ));
+    let client = HttpClient::http1();
+    let mut tasks = Vec::new();
+    for i in 0..600 {
+        let client = client.clone();
+        let (url, healthy) = if i % 3 == 0 {
+            (server.url("/trap/boom"), false)
+        } else {
+            (server.url("/hello"), true)
+        };
+        tasks.push(tokio::spawn(async move { (healthy, client.get(&url).await) }));
+    }
+    let (mut healthy_ok, mut trapped) = (0, 0);
+    let mut trap_id = String::new();
+    for task in tasks {
+        let (healthy, reply) = task.await.unwrap();
+        let reply = reply.expect("every request gets an HTTP answer");
+        if healthy {
+            assert_eq!(reply.status, 200, "healthy app failed: {}", reply.text());
+            assert_eq!(reply.text(), "Hello from Outpost!\n");
+            healthy_ok += 1;
+        } else {
+            assert_eq!(reply.status, 500);
+            assert!(reply.text().contains("trapped"), "{}", reply.text());
+            trap_id = request_id(&reply);
+            trapped += 1;
+        }
+    }
+    assert_eq!((healthy_ok, trapped), (400, 200));
+    // The log names the request and the cause, with the guest's panic message.
+    assert!(server.wait_for_log(&format!("request_id={trap_id}")), "{}", server.logs());
+    assert!(server.logs().contains("guest trapped"), "{}", server.logs());
+    assert!(server.logs().contains("deliberate panic"), "{}", server.logs());
+    // The trapping app itself keeps serving requests that do not trap.
+    let reply = client.get(&server.url("/trap/ok")).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "still fine\n");
+    let reply = client.get(&server.url("/hello")).await.unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_cut_at_the_cpu_limit_while_others_are_served() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.spin]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.spin.limits]\ncpu_ms = 50\n",
+        artifacts::CPU_LOOP
+    ));
+    let client = HttpClient::http1();
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url("/spin");
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    // While the spinners run, quick requests to the same app keep working.
+    for _ in 0..50 {
+        let reply = client.get(&server.url("/quick")).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "quick\n");
+    }
+    for spinner in spinners {
+        let reply = spinner.await.unwrap().unwrap();
+        assert_eq!(reply.status, 503);
+        assert!(reply.text().contains("CPU time limit of 50 ms"), "{}", reply.text());
+        let id = request_id(&reply);
+        assert!(server.wait_for_log(&format!("request_id={id}")), "{}", server.logs());
+    }
+    assert!(server.logs().contains("CPU time limit"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn a_sleeping_handler_is_cut_at_the_wall_clock_limit() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.slow]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.slow.limits]\nwall_ms = 300\n",
+        artifacts::CPU_LOOP
+    ));
+    let client = HttpClient::http1();
+    let reply = client.get(&server.url("/sleep")).await.unwrap();
+    assert_eq!(reply.status, 504);
+    assert!(reply.text().contains("did not finish within 300 ms"), "{}", reply.text());
+    assert_eq!(client.get(&server.url("/")).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_contained() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.bomb]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.bomb.limits]\nmemory_mib = 32\n",
+        artifacts::MEMORY_BOMB
+    ));
+    let client = HttpClient::http1();
+    for _ in 0..3 {
+        let reply = client.get(&server.url("/bomb")).await.unwrap();
+        assert_eq!(reply.status, 503);
+        assert!(reply.text().contains("memory limit of 32 MiB"), "{}", reply.text());
+        let reply = client.get(&server.url("/small")).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "allocated 1048576 bytes\n");
+    }
+    assert!(server.wait_for_log("memory limit"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn a_handler_that_sets_no_response_gets_a_500() {
+    let (server, _cache) = serve(artifacts::NO_RESPONSE);
+    let reply = HttpClient::http1().get(&server.url("/")).await.unwrap();
+    assert_eq!(reply.status, 500);
+    assert!(reply.text().contains("without setting a response"), "{}", reply.text());
+    let id = request_id(&reply);
+    assert!(server.wait_for_log(&format!("request_id={id}")), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn requests_route_by_host_and_path_prefix_and_unknown_ones_get_404() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.hello]\ncomponent = {:?}\nroutes = [\"/hello\"]\n\
+         [apps.echo]\ncomponent = {:?}\nroutes = [\"echo.test/\", \"/echo\"]\n",
+        artifacts::HELLO,
+        artifacts::ECHO
+    ));
+    let client = HttpClient::http1();
+    let reply = client.get(&server.url("/hello/world")).await.unwrap();
+    assert_eq!(reply.text(), "Hello from Outpost!\n");
+    let reply = client.get(&server.url("/echo/x")).await.unwrap();
+    assert_eq!(reply.header("content-type"), "application/json");
+
+    let by_host = http::Request::get(server.url("/anything"))
+        .header("host", "echo.test")
+        .body(Full::default())
+        .unwrap();
+    let reply = client.send(by_host).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), "application/json");
+
+    for path in ["/", "/hellos", "/other"] {
+        let reply = client.get(&server.url(path)).await.unwrap();
+        assert_eq!(reply.status, 404, "{path}");
+        assert!(reply.text().contains("no app is routed"), "{}", reply.text());
+        request_id(&reply);
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_before_any_wasm_runs() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.echo]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.echo.limits]\nrequest_body_kib = 64\n",
+        artifacts::ECHO
+    ));
+    let client = HttpClient::http1();
+    let reply = client.post(&server.url("/"), vec![b'x'; 64 * 1024]).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let reply = client.post(&server.url("/"), vec![b'x'; 64 * 1024 + 1]).await.unwrap();
+    assert_eq!(reply.status, 413);
+    assert!(reply.text().contains("65536 bytes"), "{}", reply.text());
+}
+
+#[test]
+fn precompiled_components_are_reused_after_a_restart() {
+    let cache = temp_dir();
+    let args = [
+        "serve",
+        artifacts::HELLO,
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
+    let first = Outpost::start(outpost(), &args).unwrap();
+    assert!(first.logs().contains("compiled in"), "{}", first.logs());
+    first.stop();
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "one artifact: {artifacts:?}");
+    let written = modified(&artifacts[0]);
+
+    let second = Outpost::start(outpost(), &args).unwrap();
+    assert!(
+        second.logs().contains("loaded from the precompiled cache"),
+        "{}",
+        second.logs()
+    );
+    assert_eq!(modified(&artifacts[0]), written, "the artifact was not rewritten");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let reply = runtime
+        .block_on(HttpClient::http1().get(&second.url("/")))
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+fn bad_config_names_the_file_and_the_key_and_exits_non_zero() {
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[apps.hello]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.hello.limits]\ncpu_millis = 5\n",
+            artifacts::HELLO
+        ),
+    );
+    let (status, stderr) = run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("node.toml:5"), "{stderr}");
+    assert!(stderr.contains("unknown field `cpu_millis`"), "{stderr}");
+
+    let config = write_config(
+        dir.path(),
+        "[apps.hello]\ncomponent = \"nowhere.wasm\"\nroutes = [\"/\"]\n",
+    );
+    let (status, stderr) = run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("node.toml:2: apps.hello.component: no such file"), "{stderr}");
+}
+
+#[test]
+fn files_that_are_not_handler_components_are_refused_at_load() {
+    let dir = temp_dir();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let core_module = dir.path().join("module.wasm");
+    std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, "(component)").unwrap();
+
+    let cases = [
+        (core_module.to_str().unwrap(), "core WebAssembly module, not a component"),
+        (text.to_str().unwrap(), "not a WebAssembly binary"),
+        (artifacts::IMPORTS_UNKNOWN, "fixture:unknown/telemetry"),
+    ];
+    for (component, expected) in cases {
+        let (status, stderr) =
+            run_to_exit(outpost(), &["serve", component, "--cache-dir", cache, "--listen", "127.0.0.1:0"])
+                .unwrap();
+        assert!(!status.success(), "{component} was accepted");
+        assert!(stderr.contains(expected), "{component}: {stderr}");
+        assert!(stderr.contains(component), "the error names the file: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_host_get_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, _cache) = serve(artifacts::HELLO);
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.0 400"), "{response}");
+    assert!(response.contains("no Host header"), "{response}");
+}

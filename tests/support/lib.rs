@@ -1,0 +1,267 @@
+//! Support for Outpost's end-to-end tests: paths of the guest components
+//! built by `build.rs`, a handle on a real `outpost` process listening on
+//! `127.0.0.1:0`, and a small real HTTP client.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// Paths of the guest components, one constant per guest crate.
+pub mod artifacts {
+    include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+}
+
+/// How long a server may take to print its `listening on` line. Generous:
+/// the first start compiles the component, in a debug build, on a shared
+/// machine.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running `outpost` process. Killed when dropped.
+pub struct Outpost {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Outpost {
+    /// Starts `outpost` with `args` (plus `--listen 127.0.0.1:0` unless the
+    /// args already listen somewhere) and waits for its `listening on` line.
+    pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(args);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.parse::<SocketAddr>());
+                }
+            }
+        });
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => {
+                    return Ok(Self {
+                        child,
+                        addr: addr?,
+                        stderr,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(status) = child.try_wait()? {
+                        anyhow::bail!(
+                            "outpost exited with {status} before listening:\n{}",
+                            stderr.lock().unwrap()
+                        );
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    anyhow::bail!(
+                        "outpost did not print `listening on` within {STARTUP_TIMEOUT:?}:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to 10 s for the log to contain `needle` (log lines are
+    /// written by another process, a little after the response).
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Stops the server with SIGTERM-like politeness unavailable in std:
+    /// kills it and waits, so its files are closed before the next start.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Outpost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `outpost` with `args` to completion (for startup errors) and returns
+/// its exit status and stderr. Gives up after 120 s.
+pub fn run_to_exit(binary: &Path, args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("outpost {args:?} did not exit within {STARTUP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr)?;
+    Ok((status, stderr))
+}
+
+/// A fresh directory for precompiled artifacts or config files.
+pub fn temp_dir() -> TempDir {
+    tempfile::tempdir().expect("a temp dir can be created")
+}
+
+/// Writes a node config into `dir` and returns its path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml).expect("config is written");
+    path
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// HTTP version the server answered with.
+    pub version: http::Version,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value of `name`, which must be present and valid text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("response has no {name} header: {:?}", self.headers))
+            .to_str()
+            .expect("header is text")
+    }
+}
+
+/// An HTTP client: HTTP/1.1 by default, HTTP/2 with prior knowledge when
+/// asked.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// An HTTP/1.1 client with keep-alive.
+    pub fn http1() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// An HTTP/2 client with prior knowledge (h2c), as load balancers use.
+    pub fn http2() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
+    }
+
+    /// GET `url`.
+    pub async fn get(&self, url: &str) -> anyhow::Result<Reply> {
+        self.send(http::Request::get(url).body(Full::default())?)
+            .await
+    }
+
+    /// POST `body` to `url`.
+    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        self.send(http::Request::post(url).body(Full::new(body.into()))?)
+            .await
+    }
+
+    /// Sends any request and reads the whole response. Bounded by a 60 s
+    /// timeout so a hung server fails the test instead of hanging it.
+    pub async fn send(&self, request: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await?.to_bytes();
+            anyhow::Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                version: parts.version,
+                body,
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(60), exchange).await?
+    }
+}
