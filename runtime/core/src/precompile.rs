@@ -116,7 +116,10 @@ fn check_is_component(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
     const COMPONENT: &[u8] = &[0x0d, 0, 1, 0];
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        let looks_like_text = bytes.iter().take(64).all(|b| b.is_ascii());
+        let looks_like_text = bytes
+            .iter()
+            .take(64)
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
         return Err(not_a_component(if looks_like_text && !bytes.is_empty() {
             "not a WebAssembly binary (it looks like text: WAT is not accepted; \
              build the handler with `cargo build --target wasm32-wasip2 --release`)"

@@ -20,13 +20,20 @@ enum HostPattern {
 }
 
 impl Route {
-    /// Parses `"/path"`, `"host/path"`, `"host"` or `"*.host/path"`.
+    /// Parses `"/path"`, `"host/path"` or `"*.host/path"`.
     pub fn parse(route: &str) -> Result<Self, String> {
         let (host, prefix) = match route.find('/') {
             Some(0) => ("", route),
             Some(slash) => route.split_at(slash),
-            None if !route.is_empty() => (route, "/"),
-            None => return Err("a route cannot be empty; use \"/\" for everything".into()),
+            None if route.is_empty() => {
+                return Err("a route cannot be empty; use \"/\" for everything".into());
+            }
+            None => {
+                return Err(format!(
+                    "route {route:?} has no path; write \"/{route}\" for a path prefix \
+                     or \"{route}/\" for a whole host"
+                ));
+            }
         };
         if prefix.contains(['?', '#']) {
             return Err(format!("route {route:?}: a path prefix cannot contain '?' or '#'"));
@@ -165,7 +172,8 @@ mod tests {
         assert!(Route::parse("http://x/").unwrap_err().contains("no scheme"));
         assert!(Route::parse("x.com:8080/").unwrap_err().contains("no port"));
         assert!(Route::parse("/a?b").unwrap_err().contains("'?'"));
-        assert_eq!(Route::parse("Example.COM").unwrap().to_string(), "example.com/");
+        assert!(Route::parse("api").unwrap_err().contains("\"/api\" for a path prefix"));
+        assert_eq!(Route::parse("Example.COM/").unwrap().to_string(), "example.com/");
         assert_eq!(Route::parse("/api/").unwrap().to_string(), "/api");
     }
 }
