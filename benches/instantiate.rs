@@ -3,7 +3,8 @@
 //! response body read, the instance dropped. No sockets involved.
 //!
 //! Run: `cargo bench -p outpost-benches --bench instantiate`
-//! (`-- --iterations N` to change the sample size).
+//! (`-- --iterations N` to change the sample size, `-- --component PATH` to
+//! measure another component than examples/hello).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -13,17 +14,16 @@ use std::time::{Duration, Instant};
 const WARMUP: usize = 2_000;
 
 fn main() {
-    let iterations = std::env::args()
-        .skip_while(|arg| arg != "--iterations")
-        .nth(1)
-        .map_or(50_000, |n| n.parse().expect("--iterations takes a number"));
+    let arg = |name: &str| std::env::args().skip_while(|arg| arg != name).nth(1);
+    let iterations = arg("--iterations").map_or(50_000, |n| n.parse().expect("--iterations takes a number"));
+    let component = arg("--component").unwrap_or_else(|| outpost_tests::artifacts::HELLO.to_owned());
 
     let cache = tempfile_dir();
     let runtime = Runtime::new(RuntimeConfig::new(cache.clone())).expect("runtime starts");
     let (app, _) = runtime
         .load_app(&AppSpec {
             name: "hello".into(),
-            component: outpost_tests::artifacts::HELLO.into(),
+            component: component.clone().into(),
             limits: Limits::default(),
         })
         .expect("hello loads");
@@ -43,7 +43,7 @@ fn main() {
             let response = app.handle(request, RequestId::next()).await.expect("hello answers");
             let body = response.into_body().collect().await.expect("body streams").to_bytes();
             let elapsed = started.elapsed();
-            assert_eq!(&body[..], b"Hello from Outpost!\n");
+            assert!(!body.is_empty());
             elapsed
         };
         for _ in 0..WARMUP {
@@ -64,7 +64,7 @@ fn report(mut samples: Vec<Duration>) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    println!("instantiate + trivial request (hello), {} iterations, in-process", samples.len());
+    println!("instantiate + trivial request, {} iterations, in-process", samples.len());
     println!("  p50    {:>9.2} µs", micros(at(0.50)));
     println!("  p90    {:>9.2} µs", micros(at(0.90)));
     println!("  p99    {:>9.2} µs", micros(at(0.99)));

@@ -95,6 +95,23 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(echoed["method"], "GET");
     assert_eq!(echoed["body_len"], 0);
+
+    // GET may carry a body too; 1 MiB of non-UTF-8 bytes comes back hex-encoded.
+    let binary: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 | 0x80).collect();
+    let request = http::Request::get(server.url("/binary"))
+        .body(Full::new(Bytes::from(binary.clone())))
+        .unwrap();
+    let reply = client.send(request).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(echoed["method"], "GET");
+    assert_eq!(echoed["body_len"], 1 << 20);
+    let hex = echoed["body_hex"].as_str().unwrap().as_bytes();
+    let returned: Vec<u8> = hex
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect();
+    assert!(returned == binary, "the binary body came back unchanged");
 }
 
 #[tokio::test]

@@ -107,8 +107,10 @@ fn read_body(body: IncomingBody) -> crate::Result<Vec<u8>> {
             }
         }
     }
+    // Dropping the body without `finish` skips a host call and a
+    // future-trailers resource: the SDK does not expose request trailers.
     drop(stream);
-    IncomingBody::finish(body);
+    drop(body);
     Ok(bytes)
 }
 
@@ -129,8 +131,10 @@ fn send_response(response: Response, response_out: ResponseOutparam) {
         }
     };
     let outgoing = OutgoingResponse::new(fields);
-    // Every u16 in 100..=999 is accepted; `StatusCode` guarantees that range.
-    let _ = outgoing.set_status_code(status.as_u16());
+    if status != StatusCode::OK {
+        // Every u16 in 100..=999 is accepted; `StatusCode` guarantees that range.
+        let _ = outgoing.set_status_code(status.as_u16());
+    }
     let outgoing_body = outgoing.body().expect("a new response's body is taken once");
     ResponseOutparam::set(response_out, Ok(outgoing));
 
@@ -144,12 +148,19 @@ fn send_response(response: Response, response_out: ResponseOutparam) {
     let _ = OutgoingBody::finish(outgoing_body, None);
 }
 
+/// The most `blocking-write-and-flush` takes in one call (WASI's limit).
+const SMALL_WRITE: usize = 4096;
+
 /// Writes all of `bytes`, as fast as the host's buffer allows.
 fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), String> {
     let describe = |err: StreamError| match err {
         StreamError::Closed => "stream closed".to_owned(),
         StreamError::LastOperationFailed(err) => err.to_debug_string(),
     };
+    if bytes.len() <= SMALL_WRITE {
+        // One host call instead of check-write, write and blocking-flush.
+        return stream.blocking_write_and_flush(bytes).map_err(describe);
+    }
     while !bytes.is_empty() {
         let permitted = stream.check_write().map_err(describe)?;
         if permitted == 0 {

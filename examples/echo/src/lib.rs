@@ -1,6 +1,7 @@
 //! Answers with the request it received, as JSON: method, path, query,
-//! headers and body. Useful to see exactly what a handler is given.
-//! `?status=NNN` sets the response status, to try out clients.
+//! headers and body (hex-encoded as `body_hex` when it is not UTF-8).
+//! Useful to see exactly what a handler is given. `?status=NNN` sets the
+//! response status, to try out clients.
 
 use outpost_sdk::{Error, Request, Response, Result, StatusCode, handler};
 use serde_json::{Map, Value, json};
@@ -17,10 +18,10 @@ fn handle(req: Request) -> Result<Response> {
             }
         }
     }
-    // A body that is not UTF-8 is echoed as a list of byte values instead.
-    let body = match req.text() {
-        Ok(text) => Value::String(text.to_owned()),
-        Err(_) => Value::from(req.body().to_vec()),
+    // A body that is not UTF-8 is echoed hex-encoded, under "body_hex".
+    let (body_key, body) = match req.text() {
+        Ok(text) => ("body", text.to_owned()),
+        Err(_) => ("body_hex", hex(req.body())),
     };
     let status = match req.query_param("status") {
         Some(code) => code
@@ -30,14 +31,24 @@ fn handle(req: Request) -> Result<Response> {
             .ok_or_else(|| Error::bad_request(format!("?status={code} is not an HTTP status")))?,
         None => StatusCode::OK,
     };
-    let response = Response::json(&json!({
+    let mut echo = json!({
         "method": req.method().as_str(),
         "path": req.path(),
         "query": req.query(),
         "authority": req.authority(),
         "headers": headers,
         "body_len": req.body().len(),
-        "body": body,
-    }))?;
-    Ok(response.with_status(status))
+    });
+    echo[body_key] = Value::String(body);
+    Ok(Response::json(&echo)?.with_status(status))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out
 }

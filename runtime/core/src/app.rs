@@ -4,7 +4,10 @@ use crate::state::RequestState;
 use crate::{Failure, Limits, RequestId};
 use bytes::Bytes;
 use http_body::Body;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -86,9 +89,9 @@ impl App {
             .await
             .map_err(|_| Failure::Internal("instance pool closed".into()))?;
 
-        let (response_tx, response_rx) = oneshot::channel();
+        let (response_tx, mut response_rx) = oneshot::channel();
         let inner = inner.clone();
-        let guest = tokio::spawn(async move {
+        let mut guest = Box::pin(async move {
             let _slot = slot;
             let mut store = inner.new_store(request_id);
             let run = run_guest(&mut store, &inner.pre, request, response_tx);
@@ -103,26 +106,55 @@ impl App {
             failure
         });
 
-        match response_rx.await {
+        // Drive the guest on this task until it answers. Usually it has also
+        // finished by then (a small body fits the body buffer), and no other
+        // task is needed; a guest still streaming its body goes on in a task
+        // of its own, still under its limits.
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(failure) = guest.as_mut().poll(cx) {
+                return Poll::Ready(Answer::Finished(failure));
+            }
+            Pin::new(&mut response_rx).poll(cx).map(Answer::Sent)
+        })
+        .await;
+        let response = match answer {
+            Answer::Sent(Ok(response)) => {
+                tokio::spawn(guest);
+                Ok(response)
+            }
+            // The guest dropped the response outparam without answering;
+            // its outcome says why.
+            Answer::Sent(Err(_closed)) => Err(guest.await),
+            // Finished, perhaps after answering (a trap after the response
+            // head was sent reaches the client as a cut-short body).
+            Answer::Finished(failure) => response_rx.try_recv().map_err(|_| failure),
+        };
+        match response {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => {
                 let failure = Failure::Guest(format!("{code:?}"));
                 self.inner.log_failure(request_id, &failure);
                 Err(failure)
             }
-            // The guest dropped the response outparam: it finished, trapped
-            // or was killed without answering. The task says which.
-            Err(_) => match guest.await {
-                Ok(Some(failure)) => Err(failure),
-                Ok(None) => {
-                    let failure = Failure::NoResponse;
-                    self.inner.log_failure(request_id, &failure);
-                    Err(failure)
-                }
-                Err(join) => Err(Failure::Internal(format!("guest task failed: {join}"))),
-            },
+            Err(Some(failure)) => Err(failure),
+            Err(None) => {
+                let failure = Failure::NoResponse;
+                self.inner.log_failure(request_id, &failure);
+                Err(failure)
+            }
         }
     }
+}
+
+type GuestResponse =
+    Result<http::Response<ResponseBody>, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>;
+
+/// What happened first while driving a guest.
+enum Answer {
+    /// The guest set its response outparam (or dropped it: `Err`).
+    Sent(Result<GuestResponse, oneshot::error::RecvError>),
+    /// The guest finished, with the failure if it failed.
+    Finished(Option<Failure>),
 }
 
 impl AppInner {
@@ -173,9 +205,7 @@ async fn run_guest<B>(
     store: &mut Store<RequestState>,
     pre: &ProxyPre<RequestState>,
     request: http::Request<LimitedBody<B>>,
-    response_tx: oneshot::Sender<
-        Result<http::Response<ResponseBody>, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
-    >,
+    response_tx: oneshot::Sender<GuestResponse>,
 ) -> wasmtime::Result<()>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,

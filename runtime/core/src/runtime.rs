@@ -8,12 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Granularity of CPU-time accounting and of the guest's cooperative yields:
 /// one engine-wide ticker thread advances the epoch this often.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Dirty linear-memory bytes per pool slot reset in place (and kept
+/// resident) after a request, instead of decommitted.
+const KEEP_RESIDENT_MEMORY: usize = 1 << 20;
+
+/// Table bytes per pool slot reset in place after a request.
+const KEEP_RESIDENT_TABLES: usize = 64 << 10;
 
 /// Settings of the process-wide runtime, chosen by the operator.
 #[derive(Clone, Debug)]
@@ -140,6 +147,15 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_tables(slots.saturating_mul(4))
         .total_stacks(slots)
         .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+    // Resetting an instance's memory for the next request is the largest
+    // per-request cost. With PAGEMAP_SCAN (Linux 6.7+) wasmtime finds the
+    // pages the guest dirtied and copies their original contents back, keeping
+    // them mapped: no madvise, no TLB shootdown, no page faults on reuse. The
+    // budget caps how much stays resident per slot; dirtier instances are
+    // decommitted as before. See BENCHMARKS.md for what each setting bought.
+    pool.pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLES);
 
     let mut engine = Config::new();
     engine
