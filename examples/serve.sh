@@ -20,6 +20,6 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-cargo build --release --manifest-path "$root/examples/Cargo.toml" -p "$example"
+cargo build --release --target wasm32-wasip2 --manifest-path "$root/examples/Cargo.toml" -p "$example"
 wasm="$root/examples/target/wasm32-wasip2/release/${example//-/_}.wasm"
 exec cargo run --release --manifest-path "$root/Cargo.toml" -p outpost -- serve "$wasm" "$@"

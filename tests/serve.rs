@@ -57,6 +57,7 @@ async fn hello_answers_get_over_http1_and_http2() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello from Outpost!\n");
     assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(reply.header("content-length"), "20", "the SDK announces the body length");
     assert_eq!(reply.version, http::Version::HTTP_11);
     request_id(&reply);
 

@@ -115,7 +115,12 @@ fn read_body(body: IncomingBody) -> crate::Result<Vec<u8>> {
 }
 
 fn send_response(response: Response, response_out: ResponseOutparam) {
-    let (status, headers, body) = response.into_parts();
+    let (status, mut headers, body) = response.into_parts();
+    // The whole body is known: announcing its length spares HTTP/1.1 clients
+    // chunked encoding, and the host checks the guest writes exactly that.
+    headers
+        .entry(http::header::CONTENT_LENGTH)
+        .or_insert_with(|| http::HeaderValue::from(body.len()));
     let entries: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
