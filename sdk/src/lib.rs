@@ -25,6 +25,21 @@ mod wasi;
 
 pub use error::{Error, Result};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+/// Marks the component's entry point: a plain function from [`Request`] to
+/// [`Result<Response>`] becomes the component's `wasi:http/incoming-handler`
+/// export. One per component.
+///
+/// ```no_run
+/// use outpost_sdk::{handler, Request, Response, Result, StatusCode};
+///
+/// #[handler]
+/// fn handle(req: Request) -> Result<Response> {
+///     match req.path() {
+///         "/" => Ok(Response::text("home\n")),
+///         _ => Ok(Response::text("not here\n").with_status(StatusCode::NOT_FOUND)),
+///     }
+/// }
+/// ```
 pub use outpost_sdk_macro::handler;
 pub use request::Request;
 pub use response::Response;

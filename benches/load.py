@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Load benchmark: the same hello component on Outpost and on `wasmtime serve`,
+plus a native hyper hello server as the ceiling, in one invocation.
+
+    python3 benches/load.py                 # full run (about 10 minutes)
+    python3 benches/load.py --duration 5 --runs 1 --connections 64
+
+Each server runs pinned to CPU 0, the load generator to CPU 1. HTTP/1.1 load
+comes from wrk (1, 64 and 256 connections), HTTP/2 (h2c prior knowledge) from
+h2load, for Outpost and native. Every number is the median of --runs runs.
+Missing tools are installed: wrk and h2load from Debian, wasmtime-cli from
+crates.io at the wasmtime version the runtime uses (a release build of about
+10 minutes, once, into target/bench-tools).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "target" / "bench-tools"
+WASMTIME_VERSION = "48.0.8"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+HELLO_BODY = b"Hello from Outpost!\n"
+
+
+def run(cmd, **kwargs):
+    print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux")]
+               if shutil.which(tool) is None]
+    if missing:
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", *missing])
+    wasmtime = TOOLS / "bin" / "wasmtime"
+    version = ""
+    if wasmtime.exists():
+        version = subprocess.run([wasmtime, "--version"], capture_output=True, text=True).stdout
+    if WASMTIME_VERSION not in version:
+        run(["cargo", "install", "wasmtime-cli", "--version", WASMTIME_VERSION, "--locked",
+             "--root", TOOLS])
+    return wasmtime
+
+
+def build():
+    run(["cargo", "build", "--release", "-p", "outpost", "-p", "outpost-benches",
+         "--bin", "outpost", "--bin", "native-hello"], cwd=ROOT)
+    run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
+         "--manifest-path", ROOT / "examples" / "Cargo.toml", "-p", "hello"])
+    return ROOT / "examples" / "target" / "wasm32-wasip2" / "release" / "hello.wasm"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server process pinned to SERVER_CPU, answering on `port`."""
+
+    def __init__(self, name, cmd, port, env=None):
+        self.name = name
+        self.port = port
+        self.log = open(ROOT / "target" / f"bench-{name}.log", "w")
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{name} exited early; see {self.log.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    reply = b""
+                    while chunk := s.recv(65536):
+                        reply += chunk
+                if HELLO_BODY in reply:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{name} did not answer on port {port}; see {self.log.name}")
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/"
+
+    def rss_mib(self):
+        # taskset execs the server, so the pid is the server's.
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def wrk(server, connections, duration):
+    """One wrk run; returns (req/s, p50 µs, p99 µs, p99.9 µs, errors, RSS under load)."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+         "-s", ROOT / "benches" / "wrk-report.lua", server.url()],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(duration / 2)
+    rss = server.rss_mib()
+    out, _ = proc.communicate()
+    m = re.search(r"RESULT requests=(\d+) seconds=([\d.]+) p50=(\d+) p99=(\d+) p999=(\d+) errors=(\d+)", out)
+    if not m:
+        raise SystemExit(f"wrk gave no result:\n{out}")
+    requests, seconds, p50, p99, p999, errors = m.groups()
+    return dict(rps=int(requests) / float(seconds), p50=int(p50), p99=int(p99), p999=int(p999),
+                errors=int(errors), rss=rss)
+
+
+def h2load(server, connections, duration):
+    """One h2load run (h2c prior knowledge, 10 streams per connection)."""
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "h2load", f"-c{connections}", "-m10", f"-D{duration}",
+         server.url()], capture_output=True, text=True).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    if not (rps and done and mean):
+        raise SystemExit(f"h2load gave no result:\n{out}")
+    return dict(rps=float(rps.group(1)), mean=mean.group(1),
+                errors=int(done.group(3)) + int(done.group(4)))
+
+
+def median(results, key):
+    return statistics.median(r[key] for r in results)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per configuration; medians are reported (default 3)")
+    parser.add_argument("--connections", default="1,64,256", help="wrk connection counts (default 1,64,256)")
+    parser.add_argument("--servers", default="native,outpost,serve", help="which servers (default all)")
+    parser.add_argument("--outpost-args", default="", help="extra `outpost serve` flags, e.g. --workers 1")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    servers = args.servers.split(",")
+
+    wasmtime = ensure_tools() if "serve" in servers else None
+    hello = build()
+    release = ROOT / "target" / "release"
+    cache = ROOT / "target" / "bench-cache"
+
+    def start(name):
+        port = free_port()
+        if name == "native":
+            return Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}"], port)
+        if name == "outpost":
+            return Server(name, [release / "outpost", "serve", hello, "--listen", f"127.0.0.1:{port}",
+                                 "--cache-dir", cache, *args.outpost_args.split()], port,
+                          env={"RUST_LOG": "warn"})
+        if name == "serve":
+            return Server(name, [wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", hello], port)
+        raise SystemExit(f"unknown server {name}")
+
+    results = {}
+    for name in servers:
+        server = start(name)
+        try:
+            time.sleep(1)
+            entry = {"rss_idle": server.rss_mib(), "h1": {}, "h2": None}
+            for c in connections:
+                runs = [wrk(server, c, args.duration) for _ in range(args.runs)]
+                entry["h1"][c] = {k: median(runs, k) for k in ("rps", "p50", "p99", "p999", "errors", "rss")}
+            if name != "serve":
+                runs = [h2load(server, 64, args.duration) for _ in range(args.runs)]
+                entry["h2"] = {"rps": median(runs, "rps"), "errors": max(r["errors"] for r in runs),
+                               "mean": runs[len(runs) // 2]["mean"]}
+            results[name] = entry
+        finally:
+            server.stop()
+
+    print()
+    print(f"hello component, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
+          f"{args.duration}s x {args.runs} runs (medians)")
+    print(f"{'server':<9}{'conns':>6}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'p99.9 µs':>10}"
+          f"{'errors':>8}{'RSS load':>10}")
+    for name, entry in results.items():
+        for c, r in entry["h1"].items():
+            print(f"{name:<9}{c:>6}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['p999']:>10.0f}"
+                  f"{r['errors']:>8.0f}{r['rss']:>9.1f}M")
+    print()
+    print("HTTP/2 (h2load, 64 connections x 10 streams)")
+    for name, entry in results.items():
+        if entry["h2"]:
+            h2 = entry["h2"]
+            print(f"{name:<9}{h2['rps']:>11.0f} req/s  mean {h2['mean']}  errors {h2['errors']}")
+    print()
+    print("RSS idle: " + ", ".join(f"{n} {e['rss_idle']:.1f} MiB" for n, e in results.items()))
+    if "outpost" in results:
+        print()
+        for c in connections:
+            o = results["outpost"]["h1"][c]
+            line = f"{c:>4} conns: "
+            if "serve" in results:
+                s = results["serve"]["h1"][c]
+                line += f"Outpost/serve {o['rps'] / s['rps']:.2f}x req/s (p99 {o['p99']:.0f} vs {s['p99']:.0f} µs)  "
+            if "native" in results:
+                n = results["native"]["h1"][c]
+                line += f"Outpost/native {o['rps'] / n['rps']:.2f}x"
+            print(line)
+        if "native" in results and results["outpost"]["h2"]:
+            print(f"HTTP/2: Outpost/native {results['outpost']['h2']['rps'] / results['native']['h2']['rps']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
