@@ -441,3 +441,18 @@ async fn requests_without_a_host_get_400() {
     assert!(response.starts_with("HTTP/1.0 400"), "{response}");
     assert!(response.contains("no Host header"), "{response}");
 }
+
+#[test]
+fn a_port_in_use_is_refused_even_with_reuseport_workers() {
+    let (server, _cache) = serve(artifacts::HELLO);
+    let addr = server.addr().to_string();
+    let cache = temp_dir();
+    let (status, stderr) = run_to_exit(
+        outpost(),
+        &["serve", artifacts::HELLO, "--listen", &addr, "--cache-dir", cache.path().to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}

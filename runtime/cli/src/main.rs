@@ -1,7 +1,6 @@
 //! The `outpost` command: a thin layer of clap commands over the runtime
 //! libraries.
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use outpost_server::{Node, NodeConfig};
 use std::io::{IsTerminal as _, Write as _};
@@ -37,6 +36,11 @@ struct ServeArgs {
     /// in the config. [default: 127.0.0.1:8080]
     #[arg(long, env = "OUTPOST_LISTEN")]
     listen: Option<SocketAddr>,
+
+    /// Worker threads, each with its own event loop and listener
+    /// (SO_REUSEPORT). [default: the number of CPUs this process may use]
+    #[arg(long, env = "OUTPOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 
     /// Directory of precompiled components. Overrides `cache_dir` in the
     /// config. [default: $XDG_CACHE_HOME/outpost or ~/.cache/outpost]
@@ -86,19 +90,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let node = Node::start(config).await?;
-        let addr = node.local_addr()?;
-        // Scripts and tests wait for exactly this line.
-        println!("listening on http://{addr}");
-        std::io::stdout().flush()?;
-        node.run(shutdown_signal()).await;
-        Ok(())
-    })
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let node = Node::start(config, workers)?;
+    // Scripts and tests wait for exactly this line.
+    println!("listening on http://{}", node.local_addr());
+    std::io::stdout().flush()?;
+    node.run(shutdown_signal())
 }
 
 /// Resolves on SIGINT or SIGTERM.
