@@ -157,6 +157,7 @@ def main():
     parser.add_argument("--connections", default="1,64,256", help="wrk connection counts (default 1,64,256)")
     parser.add_argument("--servers", default="native,outpost,serve", help="which servers (default all)")
     parser.add_argument("--outpost-args", default="", help="extra `outpost serve` flags, e.g. --workers 1")
+    parser.add_argument("--outpost-bin", type=Path, help="another outpost binary, to compare builds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
@@ -172,7 +173,7 @@ def main():
         if name == "native":
             return Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}"], port)
         if name == "outpost":
-            return Server(name, [release / "outpost", "serve", hello, "--listen", f"127.0.0.1:{port}",
+            return Server(name, [args.outpost_bin or release / "outpost", "serve", hello, "--listen", f"127.0.0.1:{port}",
                                  "--cache-dir", cache, *args.outpost_args.split()], port,
                           env={"RUST_LOG": "warn"})
         if name == "serve":

@@ -350,7 +350,7 @@ fn precompiled_components_are_reused_after_a_restart() {
         cache.path().to_str().unwrap(),
     ];
     let first = Outpost::start(outpost(), &args).unwrap();
-    assert!(first.logs().contains("compiled in"), "{}", first.logs());
+    assert!(first.wait_for_log("compiled in"), "{}", first.logs());
     first.stop();
     let artifacts: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
@@ -361,7 +361,7 @@ fn precompiled_components_are_reused_after_a_restart() {
 
     let second = Outpost::start(outpost(), &args).unwrap();
     assert!(
-        second.logs().contains("loaded from the precompiled cache"),
+        second.wait_for_log("loaded from the precompiled cache"),
         "{}",
         second.logs()
     );
@@ -455,4 +455,53 @@ fn a_port_in_use_is_refused_even_with_reuseport_workers() {
     assert!(!status.success());
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
     assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn lazy_load_maps_cached_apps_on_their_first_request() {
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "lazy_load = true\n\
+             [apps.hello]\ncomponent = {:?}\nroutes = [\"hello.test/\"]\n\
+             [apps.echo]\ncomponent = {:?}\nroutes = [\"echo.test/\"]\n",
+            artifacts::HELLO,
+            artifacts::ECHO
+        ),
+    );
+    let cache = dir.path().join("cache");
+    let args = [
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    // Nothing cached yet: both apps are compiled (and checked) at start.
+    let first = Outpost::start(outpost(), &args).unwrap();
+    assert!(first.wait_for_log("app hello"), "{}", first.logs());
+    assert!(first.wait_for_log("app echo"), "{}", first.logs());
+    assert_eq!(first.logs().matches("compiled in").count(), 2, "{}", first.logs());
+    first.stop();
+
+    let second = Outpost::start(outpost(), &args).unwrap();
+    assert!(second.wait_for_log("app hello"), "{}", second.logs());
+    assert!(second.wait_for_log("app echo"), "{}", second.logs());
+    assert_eq!(second.logs().matches("loads on first request").count(), 2, "{}", second.logs());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let get = |host: &str| {
+        let request = http::Request::get(second.url("/"))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap();
+        runtime.block_on(HttpClient::http1().send(request)).unwrap()
+    };
+    assert_eq!(get("hello.test").text(), "Hello from Outpost!\n");
+    assert!(second.wait_for_log("app hello: loaded from the precompiled cache on its first request"));
+    assert!(!second.logs().contains("app echo: loaded"), "echo has had no request yet");
+    assert_eq!(get("echo.test").header("content-type"), "application/json");
+    assert_eq!(get("hello.test").status, 200);
+    assert!(second.wait_for_log("app echo: loaded from the precompiled cache on its first request"));
+    assert_eq!(second.logs().matches("on its first request").count(), 2, "{}", second.logs());
 }

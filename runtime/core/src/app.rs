@@ -1,13 +1,14 @@
 use crate::limits::LimitedBody;
 use crate::runtime::EPOCH_TICK;
 use crate::state::RequestState;
-use crate::{Failure, Limits, RequestId};
+use crate::{Failure, Limits, LoadError, RequestId};
 use bytes::Bytes;
 use http_body::Body;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
+use std::time::Instant;
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -18,33 +19,45 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 /// it. Host-made responses use the same type.
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// One loaded app: a pre-instantiated component and its limits. Cloning is
-/// cheap; clones share everything.
+/// One app: a pre-instantiated component and its limits. Cloning is cheap;
+/// clones share everything.
 #[derive(Clone)]
 pub struct App {
     inner: Arc<AppInner>,
 }
 
+/// Loads an app's code on its first request (see [`crate::RuntimeConfig::lazy_load`]).
+pub(crate) type Loader = Box<dyn Fn() -> Result<ProxyPre<RequestState>, LoadError> + Send + Sync>;
+
 struct AppInner {
     name: Arc<str>,
-    pre: ProxyPre<RequestState>,
+    pre: OnceLock<ProxyPre<RequestState>>,
+    /// Set when `pre` is filled on first use instead of at load.
+    loader: Option<Loader>,
     limits: Limits,
     cpu_ticks: u64,
     instance_slots: Arc<Semaphore>,
 }
 
 impl App {
+    /// An app whose code is loaded: `Ok(pre)`, or loaded by `Err(loader)` on
+    /// its first request.
     pub(crate) fn new(
         name: &str,
-        pre: ProxyPre<RequestState>,
+        code: Result<ProxyPre<RequestState>, Loader>,
         limits: Limits,
         instance_slots: Arc<Semaphore>,
     ) -> Self {
         let cpu_ticks = limits.cpu_time.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1);
+        let (pre, loader) = match code {
+            Ok(pre) => (OnceLock::from(pre), None),
+            Err(loader) => (OnceLock::new(), Some(loader)),
+        };
         Self {
             inner: Arc::new(AppInner {
                 name: name.into(),
                 pre,
+                loader,
                 cpu_ticks: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
                 limits,
                 instance_slots,
@@ -81,6 +94,7 @@ impl App {
         if content_length(request.headers()).is_some_and(|len| len > limit) {
             return Err(Failure::BodyTooLarge { limit });
         }
+        inner.ensure_loaded()?;
         let request = request.map(|body| LimitedBody::new(body, limit));
         let slot = inner
             .instance_slots
@@ -94,7 +108,8 @@ impl App {
         let mut guest = Box::pin(async move {
             let _slot = slot;
             let mut store = inner.new_store(request_id);
-            let run = run_guest(&mut store, &inner.pre, request, response_tx);
+            let pre = inner.pre.get().expect("ensure_loaded filled it");
+            let run = run_guest(&mut store, pre, request, response_tx);
             let failure = match tokio::time::timeout(inner.limits.wall_time, run).await {
                 Ok(Ok(())) => None,
                 Ok(Err(err)) => Some(inner.classify(&err, store.data())),
@@ -158,9 +173,36 @@ enum Answer {
 }
 
 impl AppInner {
+    /// Loads a lazily loaded app's code, once. A failure (the cache entry
+    /// vanished, say) fails this request and is tried again on the next.
+    fn ensure_loaded(&self) -> Result<(), Failure> {
+        if self.pre.get().is_some() {
+            return Ok(());
+        }
+        let loader = self.loader.as_ref().expect("an app without a loader is loaded");
+        let started = Instant::now();
+        match loader() {
+            Ok(pre) => {
+                // Two first requests may race to load; either result is fine.
+                let _ = self.pre.set(pre);
+                tracing::info!(
+                    "app {}: loaded from the precompiled cache on its first request in {} ms",
+                    self.name,
+                    started.elapsed().as_millis()
+                );
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(app = &*self.name, "cannot load the app: {err}");
+                Err(Failure::Internal(format!("cannot load app {}: {err}", self.name)))
+            }
+        }
+    }
+
     fn new_store(&self, request_id: RequestId) -> Store<RequestState> {
         let state = RequestState::new(&self.name, request_id, self.limits.memory, self.cpu_ticks);
-        let mut store = Store::new(self.pre.engine(), state);
+        let pre = self.pre.get().expect("ensure_loaded runs before any store is made");
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         // Deadline one tick ahead: the callback runs once per tick in which
         // Wasm executes, charges it, and yields so other requests on this

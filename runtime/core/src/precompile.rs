@@ -18,6 +18,9 @@ pub enum Provenance {
     Compiled,
     /// Read from the precompiled cache without compiling.
     Cached,
+    /// Found in the precompiled cache; mapped on its first request
+    /// ([`crate::RuntimeConfig::lazy_load`]).
+    Deferred,
 }
 
 pub(crate) struct PrecompileCache {
@@ -41,6 +44,31 @@ impl PrecompileCache {
         })
     }
 
+    /// Where the artifact of `bytes` lives, whether or not it exists yet.
+    fn artifact_path(&self, bytes: &[u8]) -> PathBuf {
+        let digest = hex(&Sha256::digest(bytes));
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    /// The artifact of `bytes` if the cache has it.
+    pub(crate) fn cached(&self, path: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, LoadError> {
+        check_is_component(path, bytes)?;
+        Ok(Some(self.artifact_path(bytes)).filter(|artifact| artifact.exists()))
+    }
+
+    /// Maps an artifact found by [`Self::cached`].
+    pub(crate) fn load_artifact(
+        &self,
+        engine: &Engine,
+        path: &Path,
+        artifact: &Path,
+    ) -> Result<Component, LoadError> {
+        deserialize(engine, artifact).map_err(|err| LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("precompiled artifact {}: {err:#}", artifact.display()),
+        })
+    }
+
     /// The compiled component for `bytes`, from the cache when possible.
     pub(crate) fn load(
         &self,
@@ -49,8 +77,7 @@ impl PrecompileCache {
         bytes: &[u8],
     ) -> Result<(Component, Provenance), LoadError> {
         check_is_component(path, bytes)?;
-        let digest = hex(&Sha256::digest(bytes));
-        let artifact = self.dir.join(format!("{digest}-{}.cwasm", self.engine_key));
+        let artifact = self.artifact_path(bytes);
         if artifact.exists() {
             match deserialize(engine, &artifact) {
                 Ok(component) => return Ok((component, Provenance::Cached)),

@@ -2,12 +2,12 @@ use crate::app::App;
 use crate::precompile::{PrecompileCache, Provenance};
 use crate::state::RequestState;
 use crate::{Limits, LoadError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -34,6 +34,11 @@ pub struct RuntimeConfig {
     pub max_component_size: u64,
     /// Where precompiled artifacts are kept.
     pub cache_dir: PathBuf,
+    /// Apps already in the precompiled cache are mapped on their first
+    /// request instead of at load: start-up and memory stay small on a node
+    /// with many apps. Apps not in the cache are still compiled and checked
+    /// at load.
+    pub lazy_load: bool,
 }
 
 impl RuntimeConfig {
@@ -44,6 +49,7 @@ impl RuntimeConfig {
             max_memory: 1 << 30,
             max_component_size: 64 << 20,
             cache_dir,
+            lazy_load: false,
         }
     }
 }
@@ -60,14 +66,19 @@ pub struct AppSpec {
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
-/// precompiled cache. Cheap to share behind an `Arc`.
+/// precompiled cache.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<RequestState>,
-    cache: PrecompileCache,
+    shared: Arc<Shared>,
     instance_slots: Arc<Semaphore>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+}
+
+/// What lazily loaded apps need from the runtime on their first request.
+struct Shared {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    cache: PrecompileCache,
 }
 
 impl Runtime {
@@ -85,16 +96,18 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+            }),
             instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
-            engine,
-            linker,
-            cache,
             config,
             ticker_stop,
         })
     }
 
-    /// Compiles (or loads from the cache), links and type-checks a component.
+    /// Compiles (or finds in the cache), links and type-checks a component.
     /// Nothing here happens again per request.
     pub fn load_app(&self, spec: &AppSpec) -> Result<(App, Provenance), LoadError> {
         let path = &spec.component;
@@ -111,22 +124,43 @@ impl Runtime {
             });
         }
         let bytes = std::fs::read(path).map_err(read_error)?;
-        let (component, provenance) = self.cache.load(&self.engine, path, &bytes)?;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|err| LoadError::Imports {
-                    path: path.clone(),
-                    reason: format!("{err:#}"),
-                })?;
-        let proxy_pre = ProxyPre::new(instance_pre).map_err(|err| LoadError::Exports {
-            path: path.clone(),
-            reason: format!("{err:#}"),
-        })?;
         let mut limits = spec.limits.clone();
         limits.memory = limits.memory.min(self.config.max_memory);
-        let app = App::new(&spec.name, proxy_pre, limits, self.instance_slots.clone());
-        Ok((app, provenance))
+        let slots = self.instance_slots.clone();
+
+        if self.config.lazy_load
+            && let Some(artifact) = self.shared.cache.cached(path, &bytes)?
+        {
+            let shared = self.shared.clone();
+            let path = path.clone();
+            let loader = Box::new(move || {
+                let component = shared.cache.load_artifact(&shared.engine, &path, &artifact)?;
+                shared.link(&path, &component)
+            });
+            let app = App::new(&spec.name, Err(loader), limits, slots);
+            return Ok((app, Provenance::Deferred));
+        }
+        let (component, provenance) = self.shared.cache.load(&self.shared.engine, path, &bytes)?;
+        let pre = self.shared.link(path, &component)?;
+        Ok((App::new(&spec.name, Ok(pre), limits, slots), provenance))
+    }
+}
+
+impl Shared {
+    /// Resolves the component's imports against the host and checks that it
+    /// is a `wasi:http` handler.
+    fn link(&self, path: &Path, component: &Component) -> Result<ProxyPre<RequestState>, LoadError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|err| LoadError::Imports {
+                path: path.to_owned(),
+                reason: format!("{err:#}"),
+            })?;
+        ProxyPre::new(instance_pre).map_err(|err| LoadError::Exports {
+            path: path.to_owned(),
+            reason: format!("{err:#}"),
+        })
     }
 }
 

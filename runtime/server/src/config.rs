@@ -115,6 +115,7 @@ impl NodeConfig {
             runtime.max_memory = max.get_ref() << 20;
         }
 
+        runtime.lazy_load = raw.lazy_load;
         if raw.apps.is_empty() {
             return Err(ConfigError {
                 file: path.to_owned(),
@@ -229,6 +230,9 @@ struct RawNode {
     max_instances: Option<Spanned<u32>>,
     /// The largest memory limit any app may have, in MiB.
     max_memory_mib: Option<Spanned<u64>>,
+    /// Map cached apps on their first request instead of at start.
+    #[serde(default)]
+    lazy_load: bool,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }

@@ -39,6 +39,7 @@ impl Node {
             let how = match provenance {
                 Provenance::Compiled => "compiled",
                 Provenance::Cached => "loaded from the precompiled cache",
+                Provenance::Deferred => "found in the precompiled cache, loads on first request",
             };
             tracing::info!(
                 "app {}: {} {how} in {} ms",

@@ -1,5 +1,6 @@
 //! Host and path-prefix routing from a request to an app.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// Which requests an app serves: an optional host (exact, or `*.suffix`) and
@@ -109,24 +110,56 @@ impl fmt::Display for Route {
 }
 
 /// Finds the app for a request: the most specific matching route wins.
+///
+/// Exact-host routes sit in a hash map, so a node with a thousand hosts
+/// routes as fast as one with a single route.
 #[derive(Debug)]
 pub struct Router<T> {
-    routes: Vec<(Route, T)>,
+    /// Routes of each exact host, longest prefix first.
+    exact: HashMap<String, Vec<(Route, T)>>,
+    /// Wildcard-host and any-host routes, most specific first.
+    others: Vec<(Route, T)>,
 }
 
 impl<T> Router<T> {
     /// A router over `(route, target)` pairs.
-    pub fn new(mut routes: Vec<(Route, T)>) -> Self {
-        routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
-        Self { routes }
+    pub fn new(routes: Vec<(Route, T)>) -> Self {
+        let mut exact: HashMap<String, Vec<(Route, T)>> = HashMap::new();
+        let mut others = Vec::new();
+        for (route, target) in routes {
+            match &route.host {
+                HostPattern::Exact(host) => exact.entry(host.clone()).or_default().push((route, target)),
+                _ => others.push((route, target)),
+            }
+        }
+        for routes in exact.values_mut() {
+            routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
+        }
+        others.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
+        Self { exact, others }
     }
 
     /// The target for `host` (without port) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&T> {
-        self.routes
-            .iter()
-            .find(|(route, _)| route.matches(host, path))
-            .map(|(_, target)| target)
+        fn first_match<'a, T>(routes: &'a [(Route, T)], host: Option<&str>, path: &str) -> Option<&'a T> {
+            routes
+                .iter()
+                .find(|(route, _)| route.matches(host, path))
+                .map(|(_, target)| target)
+        }
+        if let Some(host) = host {
+            let lowered;
+            let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                lowered = host.to_ascii_lowercase();
+                lowered.as_str()
+            } else {
+                host
+            };
+            if let Some(found) = self.exact.get(key).and_then(|routes| first_match(routes, Some(host), path)) {
+                return Some(found);
+            }
+        }
+        first_match(&self.others, host, path)
     }
 }
 
