@@ -72,19 +72,19 @@ def free_port():
 class Server:
     """A server process pinned to SERVER_CPU, answering on `port`."""
 
-    def __init__(self, name, cmd, port, env=None):
+    def __init__(self, name, cmd, port, env=None, cpus=SERVER_CPU, host="bench", timeout=120):
         self.name = name
         self.port = port
         self.log = open(ROOT / "target" / f"bench-{name}.log", "w")
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=self.log,
+        self.proc = subprocess.Popen(["taskset", "-c", cpus, *cmd], stdout=self.log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{name} exited early; see {self.log.name}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
                     reply = b""
                     while chunk := s.recv(65536):
                         reply += chunk
@@ -115,12 +115,14 @@ class Server:
         self.log.close()
 
 
-def wrk(server, connections, duration):
-    """One wrk run; returns (req/s, p50 µs, p99 µs, p99.9 µs, errors, RSS under load)."""
+def wrk(server, connections, duration, hosts=None):
+    """One wrk run; returns (req/s, p50 µs, p99 µs, p99.9 µs, errors, RSS under load).
+    With `hosts`, requests rotate over app-0.bench .. app-(hosts-1).bench."""
+    env = {**os.environ, **({"WRK_HOSTS": str(hosts)} if hosts else {})}
     proc = subprocess.Popen(
         ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
          "-s", ROOT / "benches" / "wrk-report.lua", server.url()],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     time.sleep(duration / 2)
     rss = server.rss_mib()
     out, _ = proc.communicate()

@@ -1,5 +1,18 @@
--- wrk reporter for load.py: one machine-readable line with throughput,
--- latency percentiles (µs) and every kind of error.
+-- wrk script for the load benchmarks.
+-- With WRK_HOSTS=N set, requests rotate over the hosts app-0.bench ..
+-- app-(N-1).bench (many_apps.py); otherwise wrk's default request is sent.
+-- At the end it prints one machine-readable line with throughput, latency
+-- percentiles (µs) and every kind of error.
+local hosts = tonumber(os.getenv("WRK_HOSTS") or "")
+local counter = 0
+
+if hosts then
+  request = function()
+    counter = counter + 1
+    return wrk.format("GET", "/", { ["Host"] = "app-" .. (counter % hosts) .. ".bench" })
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

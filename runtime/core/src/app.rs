@@ -110,10 +110,10 @@ impl App {
             let mut store = inner.new_store(request_id);
             let pre = inner.pre.get().expect("ensure_loaded filled it");
             let run = run_guest(&mut store, pre, request, response_tx);
-            let failure = match tokio::time::timeout(inner.limits.wall_time, run).await {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some(inner.classify(&err, store.data())),
-                Err(_elapsed) => Some(Failure::WallTime(inner.limits.wall_time)),
+            let failure = match within(inner.limits.wall_time, run).await {
+                Some(Ok(())) => None,
+                Some(Err(err)) => Some(inner.classify(&err, store.data())),
+                None => Some(Failure::WallTime(inner.limits.wall_time)),
             };
             if let Some(failure) = &failure {
                 inner.log_failure(request_id, failure);
@@ -261,6 +261,23 @@ where
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, request, response_out)
         .await
+}
+
+/// `future`'s output, or `None` if it takes longer than `limit`. The timer
+/// is armed only when the first poll does not finish the future: most guests
+/// answer within one poll, and then pay nothing for the wall-clock limit.
+async fn within<F: Future>(limit: std::time::Duration, future: F) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

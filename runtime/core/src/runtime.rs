@@ -180,6 +180,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_memories(slots.saturating_mul(2))
         .total_tables(slots.saturating_mul(4))
         .total_stacks(slots)
+        .max_unused_warm_slots(slots)
         .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
     // Resetting an instance's memory for the next request is the largest
     // per-request cost. With PAGEMAP_SCAN (Linux 6.7+) wasmtime finds the
