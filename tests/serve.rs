@@ -505,3 +505,33 @@ fn lazy_load_maps_cached_apps_on_their_first_request() {
     assert!(second.wait_for_log("app echo: loaded from the precompiled cache on its first request"));
     assert_eq!(second.logs().matches("on its first request").count(), 2, "{}", second.logs());
 }
+
+#[test]
+fn sigterm_lets_a_slow_request_finish_then_exits_cleanly() {
+    let (server, _dir) = serve_config(&format!(
+        "[apps.slow]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.slow.limits]\nwall_ms = 1500\n",
+        artifacts::CPU_LOOP
+    ));
+    let url = server.url("/sleep");
+    // A request in flight when the signal arrives: the wall-clock limit ends
+    // it after 1.5 s, and its answer must still reach the client.
+    let in_flight = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(HttpClient::http1().get(&url)).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = server.stderr_handle();
+    let status = server.terminate().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(in_flight.join().unwrap().status, 504);
+    // The log pipe may still be draining into the reader thread.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !logs.lock().unwrap().contains("all connections drained")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = logs.lock().unwrap();
+    assert!(logs.contains("shutting down"), "{logs}");
+    assert!(logs.contains("all connections drained"), "{logs}");
+}

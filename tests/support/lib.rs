@@ -109,6 +109,11 @@ impl Outpost {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The server's log as it grows, readable after the server is gone.
+    pub fn stderr_handle(&self) -> Arc<Mutex<String>> {
+        self.stderr.clone()
+    }
+
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -127,11 +132,28 @@ impl Outpost {
         false
     }
 
-    /// Stops the server with SIGTERM-like politeness unavailable in std:
-    /// kills it and waits, so its files are closed before the next start.
+    /// Kills the server (SIGKILL) and waits, so its files are closed before
+    /// the next start.
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (with the `kill` command: std cannot send signals) and
+    /// waits up to 60 s for the server to exit on its own.
+    pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "outpost did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
