@@ -65,16 +65,6 @@ impl App {
         }
     }
 
-    /// The app's name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// The app's per-request limits.
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
-    }
-
     /// Serves one request in a fresh instance.
     ///
     /// Resolves once the guest has set its response; the body then streams

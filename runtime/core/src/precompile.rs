@@ -44,19 +44,15 @@ impl PrecompileCache {
         })
     }
 
-    /// Where the artifact of `bytes` lives, whether or not it exists yet.
-    fn artifact_path(&self, bytes: &[u8]) -> PathBuf {
-        let digest = hex(&Sha256::digest(bytes));
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
-    }
-
-    /// The artifact of `bytes` if the cache has it.
-    pub(crate) fn cached(&self, path: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, LoadError> {
+    /// Where the artifact of `bytes` lives, whether or not it exists yet,
+    /// once `bytes` are known to be a component.
+    pub(crate) fn artifact_for(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf, LoadError> {
         check_is_component(path, bytes)?;
-        Ok(Some(self.artifact_path(bytes)).filter(|artifact| artifact.exists()))
+        let digest = hex(&Sha256::digest(bytes));
+        Ok(self.dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 
-    /// Maps an artifact found by [`Self::cached`].
+    /// Maps an artifact this cache wrote.
     pub(crate) fn load_artifact(
         &self,
         engine: &Engine,
@@ -69,17 +65,17 @@ impl PrecompileCache {
         })
     }
 
-    /// The compiled component for `bytes`, from the cache when possible.
+    /// The compiled component for `bytes`, from `artifact` when it is there
+    /// and usable, else compiled now and written there.
     pub(crate) fn load(
         &self,
         engine: &Engine,
         path: &Path,
         bytes: &[u8],
+        artifact: &Path,
     ) -> Result<(Component, Provenance), LoadError> {
-        check_is_component(path, bytes)?;
-        let artifact = self.artifact_path(bytes);
         if artifact.exists() {
-            match deserialize(engine, &artifact) {
+            match deserialize(engine, artifact) {
                 Ok(component) => return Ok((component, Provenance::Cached)),
                 Err(err) => tracing::warn!(
                     artifact = %artifact.display(),
@@ -93,15 +89,12 @@ impl PrecompileCache {
                 path: path.to_owned(),
                 reason: format!("{err:#}"),
             })?;
-        self.store(&artifact, &compiled)
+        self.store(artifact, &compiled)
             .map_err(|source| LoadError::Cache {
                 dir: self.dir.clone(),
                 source,
             })?;
-        let component = deserialize(engine, &artifact).map_err(|err| LoadError::Invalid {
-            path: path.to_owned(),
-            reason: format!("{err:#}"),
-        })?;
+        let component = self.load_artifact(engine, path, artifact)?;
         Ok((component, Provenance::Compiled))
     }
 

@@ -128,9 +128,8 @@ impl Runtime {
         limits.memory = limits.memory.min(self.config.max_memory);
         let slots = self.instance_slots.clone();
 
-        if self.config.lazy_load
-            && let Some(artifact) = self.shared.cache.cached(path, &bytes)?
-        {
+        let artifact = self.shared.cache.artifact_for(path, &bytes)?;
+        if self.config.lazy_load && artifact.exists() {
             let shared = self.shared.clone();
             let path = path.clone();
             let loader = Box::new(move || {
@@ -140,7 +139,8 @@ impl Runtime {
             let app = App::new(&spec.name, Err(loader), limits, slots);
             return Ok((app, Provenance::Deferred));
         }
-        let (component, provenance) = self.shared.cache.load(&self.shared.engine, path, &bytes)?;
+        let (component, provenance) =
+            self.shared.cache.load(&self.shared.engine, path, &bytes, &artifact)?;
         let pre = self.shared.link(path, &component)?;
         Ok((App::new(&spec.name, Ok(pre), limits, slots), provenance))
     }

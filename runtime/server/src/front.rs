@@ -96,14 +96,15 @@ async fn handle(
             request_id,
         ));
     };
-    let mut response = match app.handle(request, request_id).await {
-        Ok(response) => response,
+    Ok(match app.handle(request, request_id).await {
+        Ok(mut response) => {
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID, header_value(request_id));
+            response
+        }
         Err(failure) => host_response(failure.status(), &failure.public_reason(), request_id),
-    };
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID, header_value(request_id));
-    Ok(response)
+    })
 }
 
 /// The host a request is addressed to, without the port: the URI authority
