@@ -40,7 +40,9 @@ fn main() -> std::io::Result<()> {
                     );
                     Ok::<_, Infallible>(response)
                 });
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     })

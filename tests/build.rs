@@ -12,13 +12,21 @@ const WORKSPACES: &[(&str, &[&str])] = &[
     ("examples", &["hello", "echo", "raw-wasi-http"]),
     (
         "tests/fixtures",
-        &["trap", "cpu-loop", "memory-bomb", "no-response", "imports-unknown"],
+        &[
+            "trap",
+            "cpu-loop",
+            "memory-bomb",
+            "no-response",
+            "imports-unknown",
+        ],
     ),
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().expect("tests/ sits in the repository root");
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ sits in the repository root");
     // Guests get their own target dir: the outer cargo holds the lock on the
     // host one, and guest artifacts never mix with host artifacts.
     let target_dir = root.join("target").join("guests");
@@ -84,7 +92,11 @@ fn ensure_target_installed() {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET))
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+        })
         .unwrap_or(false);
     if !installed {
         let status = Command::new("rustup")

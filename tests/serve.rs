@@ -18,7 +18,12 @@ fn serve(component: &str) -> (Outpost, TempDir) {
     let cache = temp_dir();
     let server = Outpost::start(
         outpost(),
-        &["serve", component, "--cache-dir", cache.path().to_str().unwrap()],
+        &[
+            "serve",
+            component,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
     )
     .expect("outpost starts");
     (server, cache)
@@ -57,14 +62,50 @@ async fn hello_answers_get_over_http1_and_http2() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello from Outpost!\n");
     assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
-    assert_eq!(reply.header("content-length"), "20", "the SDK announces the body length");
+    assert_eq!(
+        reply.header("content-length"),
+        "20",
+        "the SDK announces the body length"
+    );
     assert_eq!(reply.version, http::Version::HTTP_11);
     request_id(&reply);
 
-    let reply = HttpClient::http2().get(&server.url("/any/path")).await.unwrap();
+    let reply = HttpClient::http2()
+        .get(&server.url("/any/path"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.version, http::Version::HTTP_2);
     assert_eq!(reply.text(), "Hello from Outpost!\n");
+}
+
+#[tokio::test]
+async fn guest_stdout_is_logged_with_the_id_of_the_request_that_printed_it() {
+    // Instances are made ahead of their requests; each line must still
+    // carry the id of the request that was being served.
+    let (server, _cache) = serve(artifacts::ECHO);
+    let client = HttpClient::http1();
+    for n in 0..5 {
+        let reply = client
+            .get(&server.url(&format!("/?log=line-{n}-from-guest")))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        let id = request_id(&reply);
+        assert!(
+            server.wait_for_log(&format!("line-{n}-from-guest")),
+            "guest output reaches the log:\n{}",
+            server.logs()
+        );
+        let line = server
+            .logs()
+            .lines()
+            .find(|line| line.contains(&format!("line-{n}-from-guest")))
+            .unwrap()
+            .to_owned();
+        assert!(line.contains(&id), "{line:?} names request {id}");
+        assert!(line.contains("stdout"), "{line:?} names the stream");
+    }
 }
 
 #[tokio::test]
@@ -72,7 +113,9 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     let (server, _cache) = serve(artifacts::ECHO);
     let client = HttpClient::http1();
 
-    let body: String = (0..1 << 20).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let body: String = (0..1 << 20)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let request = http::Request::post(server.url("/upload/here?x=1&y=two"))
         .header("x-custom", "one")
         .header("x-custom", "two")
@@ -86,11 +129,23 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     assert_eq!(echoed["method"], "POST");
     assert_eq!(echoed["path"], "/upload/here");
     assert_eq!(echoed["query"], "x=1&y=two");
-    assert_eq!(echoed["headers"]["x-custom"], serde_json::json!(["one", "two"]));
-    assert_eq!(echoed["headers"]["x-other"], serde_json::json!(["value with spaces"]));
+    assert_eq!(
+        echoed["headers"]["x-custom"],
+        serde_json::json!(["one", "two"])
+    );
+    assert_eq!(
+        echoed["headers"]["x-other"],
+        serde_json::json!(["value with spaces"])
+    );
     assert_eq!(echoed["body_len"], 1 << 20);
-    assert!(echoed["body"] == body.as_str(), "the 1 MiB body came back unchanged");
-    assert!(reply.body.len() > 1 << 20, "the response carried the 1 MiB body back");
+    assert!(
+        echoed["body"] == body.as_str(),
+        "the 1 MiB body came back unchanged"
+    );
+    assert!(
+        reply.body.len() > 1 << 20,
+        "the response carried the 1 MiB body back"
+    );
 
     let reply = client.get(&server.url("/?q=a+b")).await.unwrap();
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -130,13 +185,20 @@ async fn handler_status_codes_reach_the_client() {
     // A handler error (`Err(Error::bad_request(..))`) becomes its status.
     let reply = client.get(&server.url("/?status=abc")).await.unwrap();
     assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("is not an HTTP status"), "{}", reply.text());
+    assert!(
+        reply.text().contains("is not an HTTP status"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[tokio::test]
 async fn raw_wasi_http_component_runs_unchanged() {
     let (server, _cache) = serve(artifacts::RAW_WASI_HTTP);
-    let reply = HttpClient::http1().get(&server.url("/raw?ok")).await.unwrap();
+    let reply = HttpClient::http1()
+        .get(&server.url("/raw?ok"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-raw-wasi"), "yes");
     assert_eq!(reply.text(), "raw wasi:http handler saw /raw?ok\n");
@@ -194,7 +256,9 @@ async fn a_trapping_app_does_not_disturb_a_healthy_one() {
         } else {
             (server.url("/hello"), true)
         };
-        tasks.push(tokio::spawn(async move { (healthy, client.get(&url).await) }));
+        tasks.push(tokio::spawn(
+            async move { (healthy, client.get(&url).await) },
+        ));
     }
     let (mut healthy_ok, mut trapped) = (0, 0);
     let mut trap_id = String::new();
@@ -214,9 +278,17 @@ async fn a_trapping_app_does_not_disturb_a_healthy_one() {
     }
     assert_eq!((healthy_ok, trapped), (400, 200));
     // The log names the request and the cause, with the guest's panic message.
-    assert!(server.wait_for_log(&format!("request_id={trap_id}")), "{}", server.logs());
+    assert!(
+        server.wait_for_log(&format!("request_id={trap_id}")),
+        "{}",
+        server.logs()
+    );
     assert!(server.logs().contains("guest trapped"), "{}", server.logs());
-    assert!(server.logs().contains("deliberate panic"), "{}", server.logs());
+    assert!(
+        server.logs().contains("deliberate panic"),
+        "{}",
+        server.logs()
+    );
     // The trapping app itself keeps serving requests that do not trap.
     let reply = client.get(&server.url("/trap/ok")).await.unwrap();
     assert_eq!(reply.status, 200);
@@ -248,11 +320,23 @@ async fn an_infinite_loop_is_cut_at_the_cpu_limit_while_others_are_served() {
     for spinner in spinners {
         let reply = spinner.await.unwrap().unwrap();
         assert_eq!(reply.status, 503);
-        assert!(reply.text().contains("CPU time limit of 50 ms"), "{}", reply.text());
+        assert!(
+            reply.text().contains("CPU time limit of 50 ms"),
+            "{}",
+            reply.text()
+        );
         let id = request_id(&reply);
-        assert!(server.wait_for_log(&format!("request_id={id}")), "{}", server.logs());
+        assert!(
+            server.wait_for_log(&format!("request_id={id}")),
+            "{}",
+            server.logs()
+        );
     }
-    assert!(server.logs().contains("CPU time limit"), "{}", server.logs());
+    assert!(
+        server.logs().contains("CPU time limit"),
+        "{}",
+        server.logs()
+    );
 }
 
 #[tokio::test]
@@ -264,7 +348,11 @@ async fn a_sleeping_handler_is_cut_at_the_wall_clock_limit() {
     let client = HttpClient::http1();
     let reply = client.get(&server.url("/sleep")).await.unwrap();
     assert_eq!(reply.status, 504);
-    assert!(reply.text().contains("did not finish within 300 ms"), "{}", reply.text());
+    assert!(
+        reply.text().contains("did not finish within 300 ms"),
+        "{}",
+        reply.text()
+    );
     assert_eq!(client.get(&server.url("/")).await.unwrap().status, 200);
 }
 
@@ -278,7 +366,11 @@ async fn a_memory_bomb_is_contained() {
     for _ in 0..3 {
         let reply = client.get(&server.url("/bomb")).await.unwrap();
         assert_eq!(reply.status, 503);
-        assert!(reply.text().contains("memory limit of 32 MiB"), "{}", reply.text());
+        assert!(
+            reply.text().contains("memory limit of 32 MiB"),
+            "{}",
+            reply.text()
+        );
         let reply = client.get(&server.url("/small")).await.unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(reply.text(), "allocated 1048576 bytes\n");
@@ -291,9 +383,17 @@ async fn a_handler_that_sets_no_response_gets_a_500() {
     let (server, _cache) = serve(artifacts::NO_RESPONSE);
     let reply = HttpClient::http1().get(&server.url("/")).await.unwrap();
     assert_eq!(reply.status, 500);
-    assert!(reply.text().contains("without setting a response"), "{}", reply.text());
+    assert!(
+        reply.text().contains("without setting a response"),
+        "{}",
+        reply.text()
+    );
     let id = request_id(&reply);
-    assert!(server.wait_for_log(&format!("request_id={id}")), "{}", server.logs());
+    assert!(
+        server.wait_for_log(&format!("request_id={id}")),
+        "{}",
+        server.logs()
+    );
 }
 
 #[tokio::test]
@@ -321,7 +421,11 @@ async fn requests_route_by_host_and_path_prefix_and_unknown_ones_get_404() {
     for path in ["/", "/hellos", "/other"] {
         let reply = client.get(&server.url(path)).await.unwrap();
         assert_eq!(reply.status, 404, "{path}");
-        assert!(reply.text().contains("no app is routed"), "{}", reply.text());
+        assert!(
+            reply.text().contains("no app is routed"),
+            "{}",
+            reply.text()
+        );
         request_id(&reply);
     }
 }
@@ -333,9 +437,15 @@ async fn a_body_over_the_limit_gets_413_before_any_wasm_runs() {
         artifacts::ECHO
     ));
     let client = HttpClient::http1();
-    let reply = client.post(&server.url("/"), vec![b'x'; 64 * 1024]).await.unwrap();
+    let reply = client
+        .post(&server.url("/"), vec![b'x'; 64 * 1024])
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
-    let reply = client.post(&server.url("/"), vec![b'x'; 64 * 1024 + 1]).await.unwrap();
+    let reply = client
+        .post(&server.url("/"), vec![b'x'; 64 * 1024 + 1])
+        .await
+        .unwrap();
     assert_eq!(reply.status, 413);
     assert!(reply.text().contains("65536 bytes"), "{}", reply.text());
 }
@@ -365,7 +475,11 @@ fn precompiled_components_are_reused_after_a_restart() {
         "{}",
         second.logs()
     );
-    assert_eq!(modified(&artifacts[0]), written, "the artifact was not rewritten");
+    assert_eq!(
+        modified(&artifacts[0]),
+        written,
+        "the artifact was not rewritten"
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let reply = runtime
         .block_on(HttpClient::http1().get(&second.url("/")))
@@ -387,7 +501,8 @@ fn bad_config_names_the_file_and_the_key_and_exits_non_zero() {
             artifacts::HELLO
         ),
     );
-    let (status, stderr) = run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
+    let (status, stderr) =
+        run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
     assert!(!status.success());
     assert!(stderr.contains("node.toml:5"), "{stderr}");
     assert!(stderr.contains("unknown field `cpu_millis`"), "{stderr}");
@@ -396,9 +511,13 @@ fn bad_config_names_the_file_and_the_key_and_exits_non_zero() {
         dir.path(),
         "[apps.hello]\ncomponent = \"nowhere.wasm\"\nroutes = [\"/\"]\n",
     );
-    let (status, stderr) = run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
+    let (status, stderr) =
+        run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
     assert!(!status.success());
-    assert!(stderr.contains("node.toml:2: apps.hello.component: no such file"), "{stderr}");
+    assert!(
+        stderr.contains("node.toml:2: apps.hello.component: no such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -412,17 +531,32 @@ fn files_that_are_not_handler_components_are_refused_at_load() {
     std::fs::write(&text, "(component)").unwrap();
 
     let cases = [
-        (core_module.to_str().unwrap(), "core WebAssembly module, not a component"),
+        (
+            core_module.to_str().unwrap(),
+            "core WebAssembly module, not a component",
+        ),
         (text.to_str().unwrap(), "not a WebAssembly binary"),
         (artifacts::IMPORTS_UNKNOWN, "fixture:unknown/telemetry"),
     ];
     for (component, expected) in cases {
-        let (status, stderr) =
-            run_to_exit(outpost(), &["serve", component, "--cache-dir", cache, "--listen", "127.0.0.1:0"])
-                .unwrap();
+        let (status, stderr) = run_to_exit(
+            outpost(),
+            &[
+                "serve",
+                component,
+                "--cache-dir",
+                cache,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        )
+        .unwrap();
         assert!(!status.success(), "{component} was accepted");
         assert!(stderr.contains(expected), "{component}: {stderr}");
-        assert!(stderr.contains(component), "the error names the file: {stderr}");
+        assert!(
+            stderr.contains(component),
+            "the error names the file: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -434,10 +568,13 @@ async fn requests_without_a_host_get_400() {
     let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(response.starts_with("HTTP/1.0 400"), "{response}");
     assert!(response.contains("no Host header"), "{response}");
 }
@@ -449,11 +586,21 @@ fn a_port_in_use_is_refused_even_with_reuseport_workers() {
     let cache = temp_dir();
     let (status, stderr) = run_to_exit(
         outpost(),
-        &["serve", artifacts::HELLO, "--listen", &addr, "--cache-dir", cache.path().to_str().unwrap()],
+        &[
+            "serve",
+            artifacts::HELLO,
+            "--listen",
+            &addr,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
     )
     .unwrap();
     assert!(!status.success());
-    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("in use"), "{stderr}");
 }
 
@@ -482,13 +629,23 @@ fn lazy_load_maps_cached_apps_on_their_first_request() {
     let first = Outpost::start(outpost(), &args).unwrap();
     assert!(first.wait_for_log("app hello"), "{}", first.logs());
     assert!(first.wait_for_log("app echo"), "{}", first.logs());
-    assert_eq!(first.logs().matches("compiled in").count(), 2, "{}", first.logs());
+    assert_eq!(
+        first.logs().matches("compiled in").count(),
+        2,
+        "{}",
+        first.logs()
+    );
     first.stop();
 
     let second = Outpost::start(outpost(), &args).unwrap();
     assert!(second.wait_for_log("app hello"), "{}", second.logs());
     assert!(second.wait_for_log("app echo"), "{}", second.logs());
-    assert_eq!(second.logs().matches("loads on first request").count(), 2, "{}", second.logs());
+    assert_eq!(
+        second.logs().matches("loads on first request").count(),
+        2,
+        "{}",
+        second.logs()
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let get = |host: &str| {
         let request = http::Request::get(second.url("/"))
@@ -498,12 +655,24 @@ fn lazy_load_maps_cached_apps_on_their_first_request() {
         runtime.block_on(HttpClient::http1().send(request)).unwrap()
     };
     assert_eq!(get("hello.test").text(), "Hello from Outpost!\n");
-    assert!(second.wait_for_log("app hello: loaded from the precompiled cache on its first request"));
-    assert!(!second.logs().contains("app echo: loaded"), "echo has had no request yet");
+    assert!(
+        second.wait_for_log("app hello: loaded from the precompiled cache on its first request")
+    );
+    assert!(
+        !second.logs().contains("app echo: loaded"),
+        "echo has had no request yet"
+    );
     assert_eq!(get("echo.test").header("content-type"), "application/json");
     assert_eq!(get("hello.test").status, 200);
-    assert!(second.wait_for_log("app echo: loaded from the precompiled cache on its first request"));
-    assert_eq!(second.logs().matches("on its first request").count(), 2, "{}", second.logs());
+    assert!(
+        second.wait_for_log("app echo: loaded from the precompiled cache on its first request")
+    );
+    assert_eq!(
+        second.logs().matches("on its first request").count(),
+        2,
+        "{}",
+        second.logs()
+    );
 }
 
 #[test]

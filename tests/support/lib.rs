@@ -30,6 +30,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Outpost {
     child: Child,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
+    stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -42,44 +44,53 @@ impl Outpost {
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        Self::spawn(command)
+    }
+
+    /// Runs a prepared `outpost` command (serve or dev) and waits for its
+    /// `listening on` line, and for `admin API on` if the next line has it.
+    pub fn spawn(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-
+        let (stderr, _) = collect(child.stderr.take().expect("stderr is piped"), |_| {});
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.parse::<SocketAddr>());
-                }
+        let (stdout, _) = collect(child.stdout.take().expect("stdout is piped"), move |line| {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(("listen", addr.parse::<SocketAddr>()));
+            } else if let Some(addr) = line.strip_prefix("admin API on http://") {
+                let _ = tx.send(("admin", addr.parse::<SocketAddr>()));
             }
         });
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut addr = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => {
+                Ok(("listen", listen)) => {
+                    addr = Some(listen?);
+                    // `admin API on` follows at once when there is one.
+                    if let Ok((_, admin)) = rx.recv_timeout(Duration::from_millis(500)) {
+                        return Ok(Self {
+                            child,
+                            addr: addr.unwrap(),
+                            admin: Some(admin?),
+                            stdout,
+                            stderr,
+                        });
+                    }
                     return Ok(Self {
                         child,
-                        addr: addr?,
+                        addr: addr.unwrap(),
+                        admin: None,
+                        stdout,
                         stderr,
                     });
                 }
+                Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Some(status) = child.try_wait()? {
                         anyhow::bail!(
@@ -91,12 +102,37 @@ impl Outpost {
                 Err(_) => {
                     let _ = child.kill();
                     anyhow::bail!(
-                        "outpost did not print `listening on` within {STARTUP_TIMEOUT:?}:\n{}",
+                        "outpost did not print `listening on` within {STARTUP_TIMEOUT:?} ({addr:?}):\n{}",
                         stderr.lock().unwrap()
                     );
                 }
             }
         }
+    }
+
+    /// `http://ADMIN{path}`: the admin API, if the node has one.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.expect("the node has an admin API")
+        )
+    }
+
+    /// Everything the process printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for stdout to contain `needle` `count` times.
+    pub fn wait_for_stdout(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stdout().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// The address the server listens on.
@@ -122,14 +158,7 @@ impl Outpost {
     /// Waits up to 10 s for the log to contain `needle` (log lines are
     /// written by another process, a little after the response).
     pub fn wait_for_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.logs().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_for(&self.stderr, needle)
     }
 
     /// Kills the server (SIGKILL) and waits, so its files are closed before
@@ -151,7 +180,10 @@ impl Outpost {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
-            anyhow::ensure!(Instant::now() < deadline, "outpost did not exit after SIGTERM");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "outpost did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -165,32 +197,142 @@ impl Drop for Outpost {
 }
 
 /// Runs `outpost` with `args` to completion (for startup errors) and returns
-/// its exit status and stderr. Gives up after 120 s.
+/// its exit status and stderr.
 pub fn run_to_exit(binary: &Path, args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
-    let mut child = Command::new(binary)
-        .args(args)
+    let mut command = Command::new(binary);
+    command.args(args);
+    let finished = run(command)?;
+    Ok((finished.status, finished.stderr))
+}
+
+/// A long-running command (`outpost tail`) whose output is read as it
+/// comes. Killed when dropped.
+pub struct Streaming {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Streaming {
+    /// Starts the command with piped output.
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (stdout, _) = collect(child.stdout.take().expect("stdout is piped"), |_| {});
+        let (stderr, _) = collect(child.stderr.take().expect("stderr is piped"), |_| {});
+        Ok(Self {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Waits up to 10 s for stdout to contain `needle`.
+    pub fn wait_for_stdout(&self, needle: &str) -> bool {
+        wait_for(&self.stdout, needle)
+    }
+
+    /// Waits up to 10 s for stderr to contain `needle`.
+    pub fn wait_for_stderr(&self, needle: &str) -> bool {
+        wait_for(&self.stderr, needle)
+    }
+
+    /// (stdout, stderr) so far.
+    pub fn output(&self) -> (String, String) {
+        (
+            self.stdout.lock().unwrap().clone(),
+            self.stderr.lock().unwrap().clone(),
+        )
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(text: &Mutex<String>, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if text.lock().unwrap().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// How long a command may run: builds of a fresh handler project included.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs a command to completion, reading its output as it comes (a build
+/// prints more than a pipe holds). Gives up after 10 minutes.
+pub fn run(mut command: Command) -> anyhow::Result<Finished> {
+    let mut child = command
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let (stdout, stdout_done) = collect(child.stdout.take().expect("stdout is piped"), |_| {});
+    let (stderr, stderr_done) = collect(child.stderr.take().expect("stderr is piped"), |_| {});
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            anyhow::bail!("outpost {args:?} did not exit within {STARTUP_TIMEOUT:?}");
+            anyhow::bail!("{command:?} did not exit within {COMMAND_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr is piped")
-        .read_to_string(&mut stderr)?;
-    Ok((status, stderr))
+    // The readers stop at end of file, once the child (and anything it
+    // started that shares its pipes) is gone.
+    let _ = stdout_done.join();
+    let _ = stderr_done.join();
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = stderr.lock().unwrap().clone();
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Appends every line of `pipe` to a shared string, in a thread of its
+/// own, calling `each` with the line first.
+fn collect(
+    pipe: impl Read + Send + 'static,
+    mut each: impl FnMut(&str) + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut pipe = BufReader::new(pipe);
+        let mut line = String::new();
+        while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+            each(line.trim_end());
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    (text, reader)
 }
 
 /// A fresh directory for precompiled artifacts or config files.

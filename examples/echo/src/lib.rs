@@ -1,7 +1,8 @@
 //! Answers with the request it received, as JSON: method, path, query,
 //! headers and body (hex-encoded as `body_hex` when it is not UTF-8).
 //! Useful to see exactly what a handler is given. `?status=NNN` sets the
-//! response status, to try out clients.
+//! response status, to try out clients; `?log=TEXT` prints TEXT to stdout,
+//! which the node logs with the request's id.
 
 use outpost_sdk::{Error, Request, Response, Result, StatusCode, handler};
 use serde_json::{Map, Value, json};
@@ -31,6 +32,9 @@ fn handle(req: Request) -> Result<Response> {
             .ok_or_else(|| Error::bad_request(format!("?status={code} is not an HTTP status")))?,
         None => StatusCode::OK,
     };
+    if let Some(line) = req.query_param("log") {
+        println!("{line}");
+    }
     let mut echo = json!({
         "method": req.method().as_str(),
         "path": req.path(),

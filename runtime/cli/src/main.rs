@@ -1,10 +1,20 @@
-//! The `outpost` command: a thin layer of clap commands over the runtime
-//! libraries.
+//! The `outpost` command: clap commands over the runtime libraries, for
+//! handler authors (new, build, dev, deploy, versions, rollback, tail) and
+//! operators (serve, token).
+//!
+//! Exit codes: 0 success; 1 the operation failed (build error, upload
+//! rejected, node unreachable); 2 usage or configuration error (bad flags,
+//! bad outpost.toml or node.toml); 3 the node refused the token (401/403).
+
+mod dev;
+mod exit;
+mod project;
+mod remote;
+mod serve;
+mod style;
 
 use clap::{Parser, Subcommand};
-use outpost_server::{Node, NodeConfig};
-use std::io::{IsTerminal as _, Write as _};
-use std::net::SocketAddr;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,34 +28,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve one component on every route, or the apps of a node config.
-    Serve(ServeArgs),
+    /// Create a handler project: Cargo.toml, src/lib.rs with a test,
+    /// outpost.toml, .gitignore.
+    New(project::NewArgs),
+    /// Build the project's component (release, wasm32-wasip2).
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build and serve the project locally with the production host code;
+    /// rebuild and swap on every change.
+    Dev(dev::DevArgs),
+    /// Build, upload and activate the project on a node.
+    Deploy(remote::DeployArgs),
+    /// List an app's versions on a node.
+    Versions(remote::VersionsArgs),
+    /// Serve an earlier version of an app again.
+    Rollback(remote::RollbackArgs),
+    /// Stream an app's request log and guest output from a node.
+    Tail(remote::TailArgs),
+    /// Run a node: serve one component, or the apps of a node config.
+    Serve(serve::ServeArgs),
+    /// Admin tokens for node.toml.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// A wasi:http component to serve on every host and path.
-    #[arg(required_unless_present = "config", conflicts_with = "config")]
-    component: Option<PathBuf>,
-
-    /// A node config (node.toml) with several apps and their routes.
-    #[arg(long, env = "OUTPOST_CONFIG")]
-    config: Option<PathBuf>,
-
-    /// Address to listen on (port 0 picks a free port). Overrides `listen`
-    /// in the config. [default: 127.0.0.1:8080]
-    #[arg(long, env = "OUTPOST_LISTEN")]
-    listen: Option<SocketAddr>,
-
-    /// Worker threads, each with its own event loop and listener
-    /// (SO_REUSEPORT). [default: the number of CPUs this process may use]
-    #[arg(long, env = "OUTPOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
-
-    /// Directory of precompiled components. Overrides `cache_dir` in the
-    /// config. [default: $XDG_CACHE_HOME/outpost or ~/.cache/outpost]
-    #[arg(long, env = "OUTPOST_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token: prints the secret (for the CLI) and the
+    /// node.toml entry holding only its hash.
+    New(remote::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,70 +73,23 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::New(args) => project::new(&args),
+        Command::Build { dir } => {
+            project::Project::open(&dir).and_then(|project| project.build().map(drop))
+        }
+        Command::Dev(args) => dev::run(&args),
+        Command::Deploy(args) => remote::deploy(&args),
+        Command::Versions(args) => remote::versions(&args),
+        Command::Rollback(args) => remote::rollback(&args),
+        Command::Tail(args) => remote::tail(&args),
+        Command::Serve(args) => serve::run(args),
+        Command::Token(TokenCommand::New(args)) => remote::token_new(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            eprintln!("{} {err:#}", style::error("error:"));
+            ExitCode::from(exit::code_of(&err))
         }
     }
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let mut config = match (&args.component, &args.config) {
-        (Some(component), _) => NodeConfig::single(
-            component.clone(),
-            outpost_server::DEFAULT_LISTEN_ADDR,
-            cache_dir,
-        ),
-        (None, Some(path)) => {
-            let mut config = NodeConfig::load(path, cache_dir)?;
-            if let Some(dir) = args.cache_dir {
-                config.runtime.cache_dir = dir;
-            }
-            config
-        }
-        (None, None) => unreachable!("clap requires a component or --config"),
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    let workers = args.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, usize::from),
-        usize::from,
-    );
-    let node = Node::start(config, workers)?;
-    // Scripts and tests wait for exactly this line.
-    println!("listening on http://{}", node.local_addr());
-    std::io::stdout().flush()?;
-    node.run(shutdown_signal())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler succeeds on Unix");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
-}
-
-fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("outpost")
 }

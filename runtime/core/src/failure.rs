@@ -67,7 +67,9 @@ pub enum LoadError {
         reason: String,
     },
     /// The precompiled-artifact cache could not be written.
-    #[error("precompiled cache {dir}: {source}; make the directory writable or pick another with --cache-dir")]
+    #[error(
+        "precompiled cache {dir}: {source}; make the directory writable or pick another with --cache-dir"
+    )]
     Cache {
         /// The cache directory.
         dir: PathBuf,
@@ -120,11 +122,21 @@ impl Failure {
     /// kind of failure, never guest or host internals.
     pub fn public_reason(&self) -> String {
         match self {
-            Self::BodyTooLarge { limit } => format!("request body exceeds the limit of {limit} bytes"),
+            Self::BodyTooLarge { limit } => {
+                format!("request body exceeds the limit of {limit} bytes")
+            }
             Self::Trap(_) => "the handler crashed (trapped)".to_owned(),
-            Self::CpuTime(limit) => format!("the handler exceeded its CPU time limit of {} ms", limit.as_millis()),
-            Self::Memory(limit) => format!("the handler exceeded its memory limit of {} MiB", limit >> 20),
-            Self::WallTime(limit) => format!("the handler did not finish within {} ms", limit.as_millis()),
+            Self::CpuTime(limit) => format!(
+                "the handler exceeded its CPU time limit of {} ms",
+                limit.as_millis()
+            ),
+            Self::Memory(limit) => format!(
+                "the handler exceeded its memory limit of {} MiB",
+                limit >> 20
+            ),
+            Self::WallTime(limit) => {
+                format!("the handler did not finish within {} ms", limit.as_millis())
+            }
             Self::NoResponse => "the handler returned without setting a response".to_owned(),
             Self::Guest(_) => "the handler failed with an error".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),

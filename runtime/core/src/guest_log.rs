@@ -1,7 +1,8 @@
 //! Guest stdout and stderr, turned into log lines tagged with the app and the
 //! request id.
 
-use crate::RequestId;
+use crate::request_id::CurrentRequest;
+use crate::tail::Tail;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -23,16 +24,23 @@ const MAX_LINE: usize = 4 * 1024;
 #[derive(Clone)]
 pub(crate) struct GuestLog {
     app: Arc<str>,
-    request_id: RequestId,
+    request: CurrentRequest,
     stream: &'static str,
+    tail: Tail,
 }
 
 impl GuestLog {
-    pub(crate) fn new(app: Arc<str>, request_id: RequestId, stream: &'static str) -> Self {
+    pub(crate) fn new(
+        app: Arc<str>,
+        request: CurrentRequest,
+        stream: &'static str,
+        tail: Tail,
+    ) -> Self {
         Self {
             app,
-            request_id,
+            request,
             stream,
+            tail,
         }
     }
 
@@ -108,10 +116,13 @@ impl GuestLogWriter {
         let text = String::from_utf8_lossy(&self.line);
         let GuestLog {
             app,
-            request_id,
+            request,
             stream,
+            tail,
         } = &self.log;
+        let request_id = request.get();
         tracing::info!(target: "guest", app = &**app, request_id = %request_id, stream, "{text}");
+        tail.guest_line(request_id, stream, &text);
         if self.logged >= LOG_BUDGET {
             tracing::warn!(target: "guest", app = &**app, request_id = %request_id, stream,
                 "guest output past {LOG_BUDGET} bytes for this request is dropped");

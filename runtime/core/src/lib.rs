@@ -11,15 +11,18 @@
 mod app;
 mod failure;
 mod guest_log;
+mod instance;
 mod limits;
 mod precompile;
 mod request_id;
 mod runtime;
 mod state;
+mod tail;
 
-pub use app::{App, ResponseBody};
+pub use app::{App, AppStats, ResponseBody};
 pub use failure::{Failure, LoadError};
 pub use limits::Limits;
 pub use precompile::Provenance;
 pub use request_id::RequestId;
 pub use runtime::{AppSpec, Runtime, RuntimeConfig};
+pub use tail::TailEvent;

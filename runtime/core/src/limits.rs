@@ -148,8 +148,14 @@ mod tests {
 
     #[tokio::test]
     async fn limited_body_fails_past_the_limit() {
-        let err = LimitedBody::new(body_of(101), 100).collect().await.unwrap_err();
-        assert!(matches!(err, wasmtime_wasi_http::Error::HttpRequestBodySize(Some(100))));
+        let err = LimitedBody::new(body_of(101), 100)
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(100))
+        ));
     }
 
     #[test]
@@ -157,7 +163,11 @@ mod tests {
         let mut limiter = MemoryLimiter::new(1 << 20);
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!limiter.hit);
-        assert!(!limiter.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(
+            !limiter
+                .memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .unwrap()
+        );
         assert!(limiter.hit);
     }
 }

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Identifies one request in responses (`x-request-id`) and logs.
 ///
@@ -18,6 +18,21 @@ impl RequestId {
         let base = *BASE.get_or_init(process_seed);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self(scramble(base.wrapping_add(n)))
+    }
+}
+
+/// The request an instance is serving, shared with its log streams: an
+/// instance may be made before its request arrives.
+#[derive(Clone, Default)]
+pub(crate) struct CurrentRequest(Arc<AtomicU64>);
+
+impl CurrentRequest {
+    pub(crate) fn set(&self, id: RequestId) {
+        self.0.store(id.0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> RequestId {
+        RequestId(self.0.load(Ordering::Relaxed))
     }
 }
 
@@ -57,6 +72,9 @@ mod tests {
     fn ids_are_unique_and_sixteen_hex_digits() {
         let ids: HashSet<String> = (0..10_000).map(|_| RequestId::next().to_string()).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids.iter().all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
     }
 }

@@ -1,12 +1,13 @@
 use crate::app::App;
+use crate::instance::InstancePool;
 use crate::precompile::{PrecompileCache, Provenance};
 use crate::state::RequestState;
+use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -69,7 +70,8 @@ pub struct AppSpec {
 /// precompiled cache.
 pub struct Runtime {
     shared: Arc<Shared>,
-    instance_slots: Arc<Semaphore>,
+    pool: InstancePool,
+    tails: Tails,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -101,10 +103,23 @@ impl Runtime {
                 linker,
                 cache,
             }),
-            instance_slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            pool: InstancePool::new(config.max_instances as usize),
+            tails: Tails::default(),
             config,
             ticker_stop,
         })
+    }
+
+    /// The largest memory limit an app may have, in bytes.
+    pub fn max_memory(&self) -> u64 {
+        self.config.max_memory
+    }
+
+    /// A live stream of `app`'s request lines and guest output (JSON
+    /// events), across its versions. Events are dropped, not queued, for a
+    /// listener that falls far behind.
+    pub fn tail(&self, app: &str) -> tokio::sync::broadcast::Receiver<TailEvent> {
+        self.tails.of(app).subscribe()
     }
 
     /// Compiles (or finds in the cache), links and type-checks a component.
@@ -126,37 +141,49 @@ impl Runtime {
         let bytes = std::fs::read(path).map_err(read_error)?;
         let mut limits = spec.limits.clone();
         limits.memory = limits.memory.min(self.config.max_memory);
-        let slots = self.instance_slots.clone();
+        let pool = self.pool.clone();
+        let tail = self.tails.of(&spec.name);
 
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
             let shared = self.shared.clone();
             let path = path.clone();
             let loader = Box::new(move || {
-                let component = shared.cache.load_artifact(&shared.engine, &path, &artifact)?;
+                let component = shared
+                    .cache
+                    .load_artifact(&shared.engine, &path, &artifact)?;
                 shared.link(&path, &component)
             });
-            let app = App::new(&spec.name, Err(loader), limits, slots);
+            let app = App::new(&spec.name, Err(loader), limits, pool, tail);
             return Ok((app, Provenance::Deferred));
         }
         let (component, provenance) =
-            self.shared.cache.load(&self.shared.engine, path, &bytes, &artifact)?;
+            self.shared
+                .cache
+                .load(&self.shared.engine, path, &bytes, &artifact)?;
         let pre = self.shared.link(path, &component)?;
-        Ok((App::new(&spec.name, Ok(pre), limits, slots), provenance))
+        Ok((
+            App::new(&spec.name, Ok(pre), limits, pool, tail),
+            provenance,
+        ))
     }
 }
 
 impl Shared {
     /// Resolves the component's imports against the host and checks that it
     /// is a `wasi:http` handler.
-    fn link(&self, path: &Path, component: &Component) -> Result<ProxyPre<RequestState>, LoadError> {
-        let instance_pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|err| LoadError::Imports {
-                path: path.to_owned(),
-                reason: format!("{err:#}"),
-            })?;
+    fn link(
+        &self,
+        path: &Path,
+        component: &Component,
+    ) -> Result<ProxyPre<RequestState>, LoadError> {
+        let instance_pre =
+            self.linker
+                .instantiate_pre(component)
+                .map_err(|err| LoadError::Imports {
+                    path: path.to_owned(),
+                    reason: format!("{err:#}"),
+                })?;
         ProxyPre::new(instance_pre).map_err(|err| LoadError::Exports {
             path: path.to_owned(),
             reason: format!("{err:#}"),

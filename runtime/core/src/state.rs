@@ -3,7 +3,8 @@
 
 use crate::guest_log::GuestLog;
 use crate::limits::MemoryLimiter;
-use crate::RequestId;
+use crate::request_id::CurrentRequest;
+use crate::tail::Tail;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -16,16 +17,28 @@ pub(crate) struct RequestState {
     outbound: NoOutbound,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: CpuMeter,
+    pub(crate) request: CurrentRequest,
 }
 
 impl RequestState {
-    pub(crate) fn new(app: &Arc<str>, request_id: RequestId, memory: u64, cpu_ticks: u64) -> Self {
+    pub(crate) fn new(app: &Arc<str>, tail: &Tail, memory: u64, cpu_ticks: u64) -> Self {
+        let request = CurrentRequest::default();
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
         // closed, every socket address denied, no name lookup. TCP and UDP
         // are switched off on top, so `wasi:sockets` exists only to link.
         let wasi = WasiCtx::builder()
-            .stdout(GuestLog::new(app.clone(), request_id, "stdout"))
-            .stderr(GuestLog::new(app.clone(), request_id, "stderr"))
+            .stdout(GuestLog::new(
+                app.clone(),
+                request.clone(),
+                "stdout",
+                tail.clone(),
+            ))
+            .stderr(GuestLog::new(
+                app.clone(),
+                request.clone(),
+                "stderr",
+                tail.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .build();
@@ -39,6 +52,7 @@ impl RequestState {
                 used_ticks: 0,
                 budget_ticks: cpu_ticks,
             },
+            request,
         }
     }
 }

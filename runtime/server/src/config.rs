@@ -20,7 +20,63 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     /// The apps, sorted by name.
     pub apps: Vec<AppConfig>,
+    /// The admin API and the app store behind it, if enabled.
+    pub admin: Option<AdminConfig>,
 }
+
+/// The `[admin]` section: where the admin API listens, who may use it, and
+/// where deployed apps are stored.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Where the admin API listens (loopback by default).
+    pub listen: SocketAddr,
+    /// The app store's directory.
+    pub state_dir: PathBuf,
+    /// The largest component an upload may carry, in bytes.
+    pub max_upload: u64,
+    /// Who may call the API.
+    pub tokens: Vec<AdminToken>,
+}
+
+/// One admin token: stored as the sha256 of the secret, never the secret.
+#[derive(Clone, Debug)]
+pub struct AdminToken {
+    /// A name for logs and the audit log (`ci`, `alice`).
+    pub name: String,
+    /// sha256 of the token, 32 bytes.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// What an admin token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// List apps, versions and stats; tail logs.
+    Read,
+    /// Upload, activate, roll back and delete apps.
+    Deploy,
+    /// Purge cached responses (the cache arrives with its own issue).
+    Purge,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Deploy => "deploy",
+            Self::Purge => "purge",
+        })
+    }
+}
+
+/// The default admin listener.
+pub const DEFAULT_ADMIN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8081);
+
+/// The default cap on uploaded components: the runtime's component size cap.
+const DEFAULT_MAX_UPLOAD_MIB: u64 = 64;
 
 /// One app of a node.
 #[derive(Clone, Debug)]
@@ -43,9 +99,10 @@ impl NodeConfig {
     /// A node serving one component on every host and path: what
     /// `outpost serve app.wasm` runs.
     pub fn single(component: PathBuf, listen: SocketAddr, cache_dir: PathBuf) -> Self {
-        let name = component
-            .file_stem()
-            .map_or_else(|| "app".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        let name = component.file_stem().map_or_else(
+            || "app".to_owned(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
         Self {
             listen,
             runtime: RuntimeConfig::new(cache_dir),
@@ -55,6 +112,7 @@ impl NodeConfig {
                 routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
                 limits: Limits::default(),
             }],
+            admin: None,
         }
     }
 
@@ -72,7 +130,11 @@ impl NodeConfig {
 
     /// Validates a node config given as text; `path` is used in errors and to
     /// resolve relative paths.
-    pub fn parse(path: &Path, source: &str, default_cache_dir: PathBuf) -> Result<Self, ConfigError> {
+    pub fn parse(
+        path: &Path,
+        source: &str,
+        default_cache_dir: PathBuf,
+    ) -> Result<Self, ConfigError> {
         let at = |span: std::ops::Range<usize>, key: String, message: String| ConfigError {
             file: path.to_owned(),
             line: Some(line_of(source, span.start)),
@@ -92,7 +154,10 @@ impl NodeConfig {
                 at(
                     listen.span(),
                     "listen".into(),
-                    format!("{:?} is not an address; write it as \"127.0.0.1:8080\" or \"[::]:80\"", listen.get_ref()),
+                    format!(
+                        "{:?} is not an address; write it as \"127.0.0.1:8080\" or \"[::]:80\"",
+                        listen.get_ref()
+                    ),
                 )
             })?,
             None => DEFAULT_LISTEN_ADDR,
@@ -104,24 +169,36 @@ impl NodeConfig {
         });
         if let Some(max) = raw.max_instances {
             if *max.get_ref() == 0 {
-                return Err(at(max.span(), "max_instances".into(), "must be at least 1".into()));
+                return Err(at(
+                    max.span(),
+                    "max_instances".into(),
+                    "must be at least 1".into(),
+                ));
             }
             runtime.max_instances = *max.get_ref();
         }
         if let Some(max) = raw.max_memory_mib {
             if *max.get_ref() == 0 {
-                return Err(at(max.span(), "max_memory_mib".into(), "must be at least 1".into()));
+                return Err(at(
+                    max.span(),
+                    "max_memory_mib".into(),
+                    "must be at least 1".into(),
+                ));
             }
             runtime.max_memory = max.get_ref() << 20;
         }
 
         runtime.lazy_load = raw.lazy_load;
-        if raw.apps.is_empty() {
+        let admin = raw
+            .admin
+            .map(|admin| admin.validate(base, &at))
+            .transpose()?;
+        if raw.apps.is_empty() && admin.is_none() {
             return Err(ConfigError {
                 file: path.to_owned(),
                 line: None,
                 key: Some("apps".into()),
-                message: "no apps configured; add one:\n  [apps.hello]\n  component = \"hello.wasm\"\n  routes = [\"/\"]".into(),
+                message: "no apps configured and no [admin] to deploy them; add one:\n  [apps.hello]\n  component = \"hello.wasm\"\n  routes = [\"/\"]".into(),
             });
         }
         let mut apps = Vec::with_capacity(raw.apps.len());
@@ -155,7 +232,9 @@ impl NodeConfig {
             }
             let limits = app
                 .limits
-                .map(|limits| limits.validate(&name, runtime.max_memory, &at))
+                .map(|limits| {
+                    limits.validate(&format!("apps.{name}.limits"), runtime.max_memory, &at)
+                })
                 .transpose()?
                 .unwrap_or_default();
             apps.push(AppConfig {
@@ -170,6 +249,7 @@ impl NodeConfig {
             listen,
             runtime,
             apps,
+            admin,
         })
     }
 }
@@ -196,10 +276,10 @@ fn check_duplicate_routes(path: &Path, apps: &[AppConfig]) -> Result<(), ConfigE
 /// A config file is wrong. Displays as `FILE:LINE: KEY: what is wrong`.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
-    file: PathBuf,
-    line: Option<usize>,
-    key: Option<String>,
-    message: String,
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -215,7 +295,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn line_of(source: &str, offset: usize) -> usize {
+pub(crate) fn line_of(source: &str, offset: usize) -> usize {
     source[..offset.min(source.len())].matches('\n').count() + 1
 }
 
@@ -235,6 +315,98 @@ struct RawNode {
     lazy_load: bool,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+    state_dir: Option<PathBuf>,
+    max_upload_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    sha256: Spanned<String>,
+    scopes: Spanned<Vec<Scope>>,
+}
+
+impl RawAdmin {
+    fn validate(
+        self,
+        base: &Path,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<AdminConfig, ConfigError> {
+        let listen = match &self.listen {
+            Some(listen) => listen.get_ref().parse().map_err(|_| {
+                at(
+                    listen.span(),
+                    "admin.listen".into(),
+                    format!(
+                        "{:?} is not an address; write it as \"127.0.0.1:8081\"",
+                        listen.get_ref()
+                    ),
+                )
+            })?,
+            None => DEFAULT_ADMIN_ADDR,
+        };
+        let max_upload_mib = match &self.max_upload_mib {
+            Some(max) if *max.get_ref() == 0 => {
+                return Err(at(
+                    max.span(),
+                    "admin.max_upload_mib".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(max) => *max.get_ref(),
+            None => DEFAULT_MAX_UPLOAD_MIB,
+        };
+        let mut tokens = Vec::with_capacity(self.tokens.len());
+        for token in self.tokens {
+            let hex = token.sha256.get_ref();
+            let sha256 = parse_sha256(hex).ok_or_else(|| {
+                at(
+                    token.sha256.span(),
+                    "admin.tokens.sha256".into(),
+                    "must be 64 hex digits, the sha256 of the token; `outpost token new` prints one".into(),
+                )
+            })?;
+            if token.scopes.get_ref().is_empty() {
+                return Err(at(
+                    token.scopes.span(),
+                    "admin.tokens.scopes".into(),
+                    "give at least one of \"read\", \"deploy\", \"purge\"".into(),
+                ));
+            }
+            tokens.push(AdminToken {
+                name: token.name.into_inner(),
+                sha256,
+                scopes: token.scopes.into_inner(),
+            });
+        }
+        Ok(AdminConfig {
+            listen,
+            state_dir: base.join(self.state_dir.unwrap_or_else(|| PathBuf::from("state"))),
+            max_upload: max_upload_mib << 20,
+            tokens,
+        })
+    }
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[derive(Deserialize)]
@@ -248,7 +420,7 @@ struct RawApp {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawLimits {
+pub(crate) struct RawLimits {
     cpu_ms: Option<Spanned<u64>>,
     wall_ms: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<u64>>,
@@ -256,14 +428,15 @@ struct RawLimits {
 }
 
 impl RawLimits {
-    fn validate(
+    /// `prefix` is the limits table's key in errors (`apps.NAME.limits`).
+    pub(crate) fn validate(
         self,
-        app: &str,
+        prefix: &str,
         max_memory: u64,
         at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
     ) -> Result<Limits, ConfigError> {
         let mut limits = Limits::default();
-        let key = |field: &str| format!("apps.{app}.limits.{field}");
+        let key = |field: &str| format!("{prefix}.{field}");
         let positive = |value: &Spanned<u64>, field: &str| {
             if *value.get_ref() == 0 {
                 Err(at(value.span(), key(field), "must be at least 1".into()))
@@ -307,11 +480,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.wasm"), b"").unwrap();
         let path = dir.path().join("node.toml");
-        NodeConfig::parse(&path, source, PathBuf::from("/tmp/cache"))
-            .map_err(|mut err| {
-                err.file = PathBuf::from("node.toml");
-                err
-            })
+        NodeConfig::parse(&path, source, PathBuf::from("/tmp/cache")).map_err(|mut err| {
+            err.file = PathBuf::from("node.toml");
+            err
+        })
     }
 
     #[test]
@@ -333,7 +505,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\ncpu = 5\n").unwrap_err();
+        let err =
+            parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\ncpu = 5\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("node.toml:4: "), "{text}");
         assert!(text.contains("unknown field `cpu`"), "{text}");
@@ -342,18 +515,35 @@ mod tests {
     #[test]
     fn semantic_errors_name_the_key() {
         let err = parse("[apps.a]\ncomponent = \"missing.wasm\"\nroutes = [\"/\"]\n").unwrap_err();
-        assert!(err.to_string().starts_with("node.toml:2: apps.a.component: no such file"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:2: apps.a.component: no such file"),
+            "{err}"
+        );
 
         let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"nope\"]\n").unwrap_err();
-        assert!(err.to_string().starts_with("node.toml:3: apps.a.routes: "), "{err}");
+        assert!(
+            err.to_string().starts_with("node.toml:3: apps.a.routes: "),
+            "{err}"
+        );
 
-        let err = parse("[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n[apps.a.limits]\ncpu_ms = 0\n")
-            .unwrap_err();
-        assert!(err.to_string().starts_with("node.toml:5: apps.a.limits.cpu_ms: must be at least 1"), "{err}");
+        let err = parse(
+            "[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n[apps.a.limits]\ncpu_ms = 0\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:5: apps.a.limits.cpu_ms: must be at least 1"),
+            "{err}"
+        );
 
-        let err = parse("listen = \"localhost\"\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n")
-            .unwrap_err();
-        assert!(err.to_string().starts_with("node.toml:1: listen: "), "{err}");
+        let err =
+            parse("listen = \"localhost\"\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with("node.toml:1: listen: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -363,7 +553,44 @@ mod tests {
              [apps.b]\ncomponent = \"app.wasm\"\nroutes = [\"/x\"]\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("also claimed by app \"a\""), "{err}");
+        assert!(
+            err.to_string().contains("also claimed by app \"a\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn admin_section_with_hashed_scoped_tokens() {
+        let hash = "ab".repeat(32);
+        let config = parse(&format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nmax_upload_mib = 8\n\
+             [[admin.tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nscopes = [\"read\", \"deploy\"]\n"
+        ))
+        .unwrap();
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.max_upload, 8 << 20);
+        assert_eq!(admin.tokens[0].sha256, [0xab; 32]);
+        assert_eq!(admin.tokens[0].scopes, vec![Scope::Read, Scope::Deploy]);
+        assert!(admin.state_dir.ends_with("state"));
+
+        let err = parse(
+            "[admin]\n[[admin.tokens]]\nname = \"x\"\nsha256 = \"secret\"\nscopes = [\"read\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:4: admin.tokens.sha256: must be 64 hex digits"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[admin]\n[[admin.tokens]]\nname = \"x\"\nsha256 = \"{hash}\"\nscopes = [\"root\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:5: unknown variant `root`"),
+            "{err}"
+        );
     }
 
     #[test]

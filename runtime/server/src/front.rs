@@ -2,7 +2,7 @@
 //! knowledge, detected per connection), routes each request to its app and
 //! adds `x-request-id` to every response.
 
-use crate::router::Router;
+use crate::table::AppTable;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use outpost_core::{App, RequestId, ResponseBody};
+use outpost_core::{RequestId, ResponseBody};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// requests finish (up to [`DRAIN_TIMEOUT`]).
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Arc<Router<App>>,
+    table: Arc<AppTable>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -58,8 +58,8 @@ pub(crate) async fn serve(
         };
         // Responses are written in one go; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = service_fn(move |request| handle(router.clone(), request));
+        let table = table.clone();
+        let service = service_fn(move |request| handle(table.clone(), request));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
@@ -78,7 +78,7 @@ pub(crate) async fn serve(
 }
 
 async fn handle(
-    router: Arc<Router<App>>,
+    table: Arc<AppTable>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let request_id = RequestId::next();
@@ -89,7 +89,13 @@ async fn handle(
             request_id,
         ));
     };
-    let Some(app) = router.route(Some(host), request.uri().path()).cloned() else {
+    // The router as of this request: a deploy swapping it meanwhile does
+    // not affect a request already routed.
+    let Some(app) = table
+        .router()
+        .route(Some(host), request.uri().path())
+        .cloned()
+    else {
         return Ok(host_response(
             StatusCode::NOT_FOUND,
             "no app is routed for this host and path",
@@ -123,7 +129,11 @@ fn host_of<B>(request: &Request<B>) -> Option<&str> {
 
 /// A response made by the host itself (routing errors, guest failures): the
 /// reason as plain text, with the request id to quote in a bug report.
-fn host_response(status: StatusCode, reason: &str, request_id: RequestId) -> Response<ResponseBody> {
+fn host_response(
+    status: StatusCode,
+    reason: &str,
+    request_id: RequestId,
+) -> Response<ResponseBody> {
     let body = format!("{reason}\nrequest id: {request_id}\n");
     let mut response = Response::new(
         Full::new(Bytes::from(body))
@@ -132,7 +142,10 @@ fn host_response(status: StatusCode, reason: &str, request_id: RequestId) -> Res
     );
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(X_REQUEST_ID, header_value(request_id));
     response
 }
@@ -155,7 +168,10 @@ mod tests {
 
     #[test]
     fn host_comes_from_authority_or_host_header_without_port() {
-        assert_eq!(host_of(&request("http://a.com:81/x", Some("b.com"))), Some("a.com"));
+        assert_eq!(
+            host_of(&request("http://a.com:81/x", Some("b.com"))),
+            Some("a.com")
+        );
         assert_eq!(host_of(&request("/x", Some("b.com:8080"))), Some("b.com"));
         assert_eq!(host_of(&request("/x", Some("[::1]:8080"))), Some("[::1]"));
         assert_eq!(host_of(&request("/x", Some("b.com"))), Some("b.com"));

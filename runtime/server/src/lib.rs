@@ -1,12 +1,22 @@
-//! Outpost's front end: the operator's node config, the router from host and
-//! path to app, and the hyper server (HTTP/1.1 and HTTP/2 with prior
-//! knowledge) that hands each request to its app.
+//! Outpost's node: the operator's node config and the app manifest, the
+//! table of served apps and the router over it, the hyper server (HTTP/1.1
+//! and HTTP/2 with prior knowledge) that hands each request to its app, and
+//! the admin API that deploys versions from the app store.
 
+mod admin;
 mod config;
 mod front;
+mod manifest;
 mod node;
 mod router;
+mod table;
 
-pub use config::{AppConfig, ConfigError, DEFAULT_LISTEN_ADDR, NodeConfig};
+pub use admin::MANIFEST_HEADER;
+pub use config::{
+    AdminConfig, AdminToken, AppConfig, ConfigError, DEFAULT_ADMIN_ADDR, DEFAULT_LISTEN_ADDR,
+    NodeConfig, Scope,
+};
+pub use manifest::{AppManifest, MANIFEST_FILE, SCHEMA};
 pub use node::Node;
 pub use router::{Route, Router};
+pub use table::{AppTable, Origin, Served};

@@ -1,24 +1,26 @@
+use crate::admin::{self, Admin};
 use crate::config::NodeConfig;
 use crate::front;
-use crate::router::Router;
+use crate::table::{AppTable, Origin, Served};
 use anyhow::Context as _;
-use outpost_core::{App, AppSpec, Provenance, Runtime};
+use outpost_core::{AppSpec, Provenance, Runtime};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Pending connections the kernel queues per worker's listener.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// A node ready to serve: its runtime, its loaded apps and one bound
-/// listener per worker.
+/// A node ready to serve: its runtime, its loaded apps, one bound listener
+/// per worker, and the admin API's listener if it has one.
 pub struct Node {
-    // Kept alive for the epoch ticker; apps hold the engine themselves.
-    _runtime: Runtime,
-    router: Arc<Router<App>>,
+    runtime: Arc<Runtime>,
+    table: Arc<AppTable>,
     listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
+    admin: Option<(Arc<Admin>, std::net::TcpListener)>,
 }
 
 impl Node {
@@ -26,8 +28,8 @@ impl Node {
     /// precompiled cache lacks) and binds one listener per worker. Any bad app
     /// fails the whole start: a node never serves half its config.
     pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
-        let runtime = Runtime::new(config.runtime.clone())?;
-        let mut routes = Vec::new();
+        let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
+        let table = Arc::new(AppTable::default());
         for app_config in &config.apps {
             let started = Instant::now();
             let spec = AppSpec {
@@ -47,19 +49,55 @@ impl Node {
                 app_config.component.display(),
                 started.elapsed().as_millis()
             );
-            for route in &app_config.routes {
-                routes.push((route.clone(), app.clone()));
-            }
+            table
+                .install(Served {
+                    app,
+                    routes: app_config.routes.clone(),
+                    version: None,
+                    origin: Origin::Config,
+                })
+                .map_err(|conflict| anyhow::anyhow!("app {}: {conflict}", app_config.name))?;
         }
+        let admin = match &config.admin {
+            Some(admin_config) => {
+                let admin = Admin::open(admin_config, runtime.clone(), table.clone())?;
+                let listener =
+                    std::net::TcpListener::bind(admin_config.listen).with_context(|| {
+                        format!("cannot listen for the admin API on {}", admin_config.listen)
+                    })?;
+                listener.set_nonblocking(true)?;
+                Some((Arc::new(admin), listener))
+            }
+            None => None,
+        };
         let listeners = bind_workers(config.listen, workers.max(1))
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listeners[0].local_addr()?;
         Ok(Self {
-            _runtime: runtime,
-            router: Arc::new(Router::new(routes)),
+            runtime,
+            table,
             listeners,
             addr,
+            admin,
         })
+    }
+
+    /// The apps this node serves. Installing into it swaps what requests
+    /// reach, without dropping any (what `outpost dev` does on a rebuild).
+    pub fn table(&self) -> Arc<AppTable> {
+        self.table.clone()
+    }
+
+    /// The runtime that loads apps for this node.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.clone()
+    }
+
+    /// Where the admin API listens, if the node has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(_, listener)| listener.local_addr().ok())
     }
 
     /// The address the listeners are bound to (with the real port when the
@@ -76,25 +114,23 @@ impl Node {
     pub fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut threads = Vec::with_capacity(self.listeners.len());
+        if let Some((admin, listener)) = self.admin {
+            // Not joined: open event streams end with the process.
+            spawn_serving(
+                "outpost-admin".into(),
+                listener,
+                stop_rx.clone(),
+                |listener, stopped| admin::serve(listener, admin, stopped),
+            )?;
+        }
         for (index, listener) in self.listeners.into_iter().enumerate() {
-            let router = self.router.clone();
-            let mut stop = stop_rx.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("outpost-worker-{index}"))
-                .spawn(move || -> anyhow::Result<()> {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    runtime.block_on(async move {
-                        let listener = tokio::net::TcpListener::from_std(listener)?;
-                        let stopped = async move {
-                            let _ = stop.wait_for(|stopped| *stopped).await;
-                        };
-                        front::serve(listener, router, stopped).await;
-                        anyhow::Ok(())
-                    })
-                })?;
-            threads.push(thread);
+            let table = self.table.clone();
+            threads.push(spawn_serving(
+                format!("outpost-worker-{index}"),
+                listener,
+                stop_rx.clone(),
+                |listener, stopped| front::serve(listener, table, stopped),
+            )?);
         }
         let signals = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -109,6 +145,33 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// A thread with its own single-threaded async runtime, running `serve` on
+/// `listener` until `stop` turns true.
+fn spawn_serving<F, Fut>(
+    name: String,
+    listener: std::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    serve: F,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<()>>>
+where
+    F: FnOnce(tokio::net::TcpListener, Pin<Box<dyn Future<Output = ()>>>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let stopped = Box::pin(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            });
+            serve(listener, stopped).await;
+            anyhow::Ok(())
+        })
+    })
 }
 
 /// Binds `workers` listeners to one address with `SO_REUSEPORT`. A port in

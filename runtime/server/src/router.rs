@@ -37,7 +37,9 @@ impl Route {
             }
         };
         if prefix.contains(['?', '#']) {
-            return Err(format!("route {route:?}: a path prefix cannot contain '?' or '#'"));
+            return Err(format!(
+                "route {route:?}: a path prefix cannot contain '?' or '#'"
+            ));
         }
         let host = match host {
             "" => HostPattern::Any,
@@ -50,7 +52,9 @@ impl Route {
                 let valid = !name.is_empty()
                     && name.split('.').all(|label| {
                         !label.is_empty()
-                            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     });
                 if !valid {
                     return Err(format!(
@@ -81,9 +85,9 @@ impl Route {
         };
         host_matches
             && (self.prefix == "/"
-                || path.strip_prefix(self.prefix.as_str()).is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with('/')
-                }))
+                || path
+                    .strip_prefix(self.prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
     }
 
     /// Higher is more specific: exact hosts beat wildcards beat any host,
@@ -128,7 +132,9 @@ impl<T> Router<T> {
         let mut others = Vec::new();
         for (route, target) in routes {
             match &route.host {
-                HostPattern::Exact(host) => exact.entry(host.clone()).or_default().push((route, target)),
+                HostPattern::Exact(host) => {
+                    exact.entry(host.clone()).or_default().push((route, target))
+                }
                 _ => others.push((route, target)),
             }
         }
@@ -141,7 +147,11 @@ impl<T> Router<T> {
 
     /// The target for `host` (without port) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&T> {
-        fn first_match<'a, T>(routes: &'a [(Route, T)], host: Option<&str>, path: &str) -> Option<&'a T> {
+        fn first_match<'a, T>(
+            routes: &'a [(Route, T)],
+            host: Option<&str>,
+            path: &str,
+        ) -> Option<&'a T> {
             routes
                 .iter()
                 .find(|(route, _)| route.matches(host, path))
@@ -155,7 +165,11 @@ impl<T> Router<T> {
             } else {
                 host
             };
-            if let Some(found) = self.exact.get(key).and_then(|routes| first_match(routes, Some(host), path)) {
+            if let Some(found) = self
+                .exact
+                .get(key)
+                .and_then(|routes| first_match(routes, Some(host), path))
+            {
                 return Some(found);
             }
         }
@@ -185,7 +199,10 @@ mod tests {
         assert_eq!(at(Some("other.org"), "/api/v2/x"), Some("/api/v2"));
         assert_eq!(at(Some("other.org"), "/apis"), Some("/"));
         assert_eq!(at(Some("EXAMPLE.com"), "/api"), Some("example.com/"));
-        assert_eq!(at(Some("a.example.com"), "/api/x"), Some("*.example.com/api"));
+        assert_eq!(
+            at(Some("a.example.com"), "/api/x"),
+            Some("*.example.com/api")
+        );
         assert_eq!(at(Some("a.example.com"), "/other"), Some("/"));
         assert_eq!(at(None, "/api"), Some("/api"));
     }
@@ -196,7 +213,10 @@ mod tests {
         assert_eq!(r.route(Some("example.com"), "/"), None);
         assert_eq!(r.route(Some("example.org"), "/app"), None);
         assert_eq!(r.route(None, "/app"), None);
-        assert_eq!(r.route(Some("example.com"), "/app/"), Some(&"example.com/app".to_owned()));
+        assert_eq!(
+            r.route(Some("example.com"), "/app/"),
+            Some(&"example.com/app".to_owned())
+        );
     }
 
     #[test]
@@ -205,8 +225,15 @@ mod tests {
         assert!(Route::parse("http://x/").unwrap_err().contains("no scheme"));
         assert!(Route::parse("x.com:8080/").unwrap_err().contains("no port"));
         assert!(Route::parse("/a?b").unwrap_err().contains("'?'"));
-        assert!(Route::parse("api").unwrap_err().contains("\"/api\" for a path prefix"));
-        assert_eq!(Route::parse("Example.COM/").unwrap().to_string(), "example.com/");
+        assert!(
+            Route::parse("api")
+                .unwrap_err()
+                .contains("\"/api\" for a path prefix")
+        );
+        assert_eq!(
+            Route::parse("Example.COM/").unwrap().to_string(),
+            "example.com/"
+        );
         assert_eq!(Route::parse("/api/").unwrap().to_string(), "/api");
     }
 }

@@ -19,9 +19,14 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
             "#[outpost_sdk::handler] goes on a function: `fn handle(req: Request) -> Result<Response>`",
         );
     };
+    // The export exists only in the component. Built for the host (the
+    // project's `cargo test`), the handler is a plain function; the
+    // constant keeps it used and checks its signature there too.
     let export = format!(
-        "#[doc(hidden)]
+        "#[cfg(target_arch = \"wasm32\")]
+        #[doc(hidden)]
         struct __OutpostHandler;
+        #[cfg(target_arch = \"wasm32\")]
         impl ::outpost_sdk::__private::Guest for __OutpostHandler {{
             fn handle(
                 request: ::outpost_sdk::__private::IncomingRequest,
@@ -30,7 +35,10 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
                 ::outpost_sdk::__private::run(request, response_out, {name})
             }}
         }}
-        ::outpost_sdk::__private::bindings::__export_handler!(__OutpostHandler);"
+        #[cfg(target_arch = \"wasm32\")]
+        ::outpost_sdk::__private::bindings::__export_handler!(__OutpostHandler);
+        #[cfg(not(target_arch = \"wasm32\"))]
+        const _: fn(::outpost_sdk::Request) -> ::outpost_sdk::Result<::outpost_sdk::Response> = {name};"
     );
     let mut out = item;
     out.extend(export.parse::<TokenStream>().expect("generated code is valid Rust"));

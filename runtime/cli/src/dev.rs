@@ -1,0 +1,172 @@
+//! `outpost dev`: build the project, serve it with the node's own code
+//! (the same `Node`, runtime, limits and router as `outpost serve`), and on
+//! every source change rebuild and swap the new version in. A failed build
+//! keeps the last good version serving.
+
+use crate::project::Project;
+use crate::serve::{default_cache_dir, shutdown_signal};
+use crate::style;
+use outpost_core::AppSpec;
+use outpost_server::{AppConfig, AppManifest, AppTable, Node, NodeConfig, Origin, Served};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often sources are checked for changes.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Changes are picked up once the sources have been quiet this long, so an
+/// editor saving several files triggers one build.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+#[derive(clap::Args)]
+pub(crate) struct DevArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+}
+
+pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
+    let project = Project::open(&args.dir)?;
+    let manifest = project.manifest()?;
+    let component = project.build()?;
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+    let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir());
+    config.apps = vec![AppConfig {
+        name: manifest.name.clone(),
+        component,
+        routes: manifest.routes.clone(),
+        limits: manifest.limits.clone(),
+    }];
+    let node = Node::start(config, 1)?;
+    // The same first line as `outpost serve`: scripts wait for it.
+    println!("listening on http://{}", node.local_addr());
+    println!(
+        "{} {} {}",
+        style::ok("serving"),
+        style::bold(&manifest.name),
+        style::dim("(rebuilds on change; Ctrl-C to stop)")
+    );
+    std::io::stdout().flush()?;
+    let reloader = Reloader {
+        project,
+        table: node.table(),
+        runtime: node.runtime(),
+        name: manifest.name,
+    };
+    std::thread::Builder::new()
+        .name("outpost-dev-watch".into())
+        .spawn(move || reloader.watch())?;
+    node.run(shutdown_signal())
+}
+
+struct Reloader {
+    project: Project,
+    table: Arc<AppTable>,
+    runtime: Arc<outpost_core::Runtime>,
+    /// The app's name as served now (the manifest may rename it).
+    name: String,
+}
+
+impl Reloader {
+    fn watch(mut self) {
+        // Snapshots are taken after each build, so whatever the build itself
+        // writes (Cargo.lock, target/) never triggers another one.
+        let mut seen = snapshot(&self.project.dir);
+        loop {
+            std::thread::sleep(POLL);
+            let mut now = snapshot(&self.project.dir);
+            if now == seen {
+                continue;
+            }
+            // Debounce: wait until the tree stops changing.
+            loop {
+                std::thread::sleep(DEBOUNCE);
+                let later = snapshot(&self.project.dir);
+                if later == now {
+                    break;
+                }
+                now = later;
+            }
+            self.reload();
+            seen = snapshot(&self.project.dir);
+        }
+    }
+
+    fn reload(&mut self) {
+        let started = Instant::now();
+        match self.rebuild() {
+            Ok(()) => {
+                println!(
+                    "{} {} in {:.1} s",
+                    style::ok("reloaded"),
+                    style::bold(&self.name),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(err) => {
+                eprintln!("{} {err:#}", style::error("error:"));
+                eprintln!("{}", style::warn("still serving the last good version"));
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    fn rebuild(&mut self) -> anyhow::Result<()> {
+        let manifest: AppManifest = self.project.manifest()?;
+        let component = self.project.build()?;
+        let spec = AppSpec {
+            name: manifest.name.clone(),
+            component,
+            limits: manifest.limits.clone(),
+        };
+        let (app, _) = self.runtime.load_app(&spec)?;
+        self.table
+            .install(Served {
+                app,
+                routes: manifest.routes,
+                version: None,
+                origin: Origin::Config,
+            })
+            .map_err(|conflict| anyhow::anyhow!(conflict))?;
+        if manifest.name != self.name {
+            self.table.remove(&self.name);
+            self.name = manifest.name;
+        }
+        Ok(())
+    }
+}
+
+/// Modification time and size of every file of the project, except build
+/// output (`target/`) and hidden directories (`.git`).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name == "target" || name.starts_with('.') {
+                continue;
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else if let Ok(modified) = metadata.modified() {
+                files.insert(entry.path(), (modified, metadata.len()));
+            }
+        }
+    }
+    files
+}

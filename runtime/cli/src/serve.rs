@@ -1,0 +1,103 @@
+//! `outpost serve`: the node daemon.
+
+use outpost_server::{Node, NodeConfig};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// A wasi:http component to serve on every host and path.
+    #[arg(required_unless_present = "config", conflicts_with = "config")]
+    component: Option<PathBuf>,
+
+    /// A node config (node.toml) with several apps and their routes, and
+    /// the admin API.
+    #[arg(long, env = "OUTPOST_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port). Overrides `listen`
+    /// in the config. [default: 127.0.0.1:8080]
+    #[arg(long, env = "OUTPOST_LISTEN")]
+    listen: Option<SocketAddr>,
+
+    /// Address of the admin API. Overrides `admin.listen` in the config.
+    #[arg(long, env = "OUTPOST_ADMIN_LISTEN", requires = "config")]
+    admin_listen: Option<SocketAddr>,
+
+    /// Worker threads, each with its own event loop and listener
+    /// (SO_REUSEPORT). [default: the number of CPUs this process may use]
+    #[arg(long, env = "OUTPOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+
+    /// Directory of precompiled components. Overrides `cache_dir` in the
+    /// config. [default: $XDG_CACHE_HOME/outpost or ~/.cache/outpost]
+    #[arg(long, env = "OUTPOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut config = match (&args.component, &args.config) {
+        (Some(component), _) => NodeConfig::single(
+            component.clone(),
+            outpost_server::DEFAULT_LISTEN_ADDR,
+            cache_dir,
+        ),
+        (None, Some(path)) => {
+            let mut config = NodeConfig::load(path, cache_dir)?;
+            if let Some(dir) = args.cache_dir {
+                config.runtime.cache_dir = dir;
+            }
+            config
+        }
+        (None, None) => unreachable!("clap requires a component or --config"),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let (Some(listen), Some(admin)) = (args.admin_listen, config.admin.as_mut()) {
+        admin.listen = listen;
+    }
+    let node = Node::start(config, workers(args.workers))?;
+    // Scripts and tests wait for exactly these lines.
+    println!("listening on http://{}", node.local_addr());
+    if let Some(admin) = node.admin_addr() {
+        println!("admin API on http://{admin}");
+    }
+    std::io::stdout().flush()?;
+    node.run(shutdown_signal())
+}
+
+pub(crate) fn workers(requested: Option<u16>) -> usize {
+    requested.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler succeeds on Unix");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}
+
+pub(crate) fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("outpost")
+}

@@ -1,0 +1,658 @@
+//! The admin API: its own listener (loopback by default), bearer tokens
+//! with scopes, JSON in and out, an audit line for every mutation.
+//!
+//! ```text
+//! GET    /v1/health                          read    the node is up
+//! GET    /v1/ready                           read    apps are loaded, requests are served
+//! GET    /v1/apps                            read    apps, their active versions and routes
+//! GET    /v1/stats                           read    requests and failures per app
+//! GET    /v1/apps/APP/versions               read    kept versions of an app
+//! GET    /v1/apps/APP/tail                   read    live request log and guest output (SSE)
+//! POST   /v1/apps/APP/versions               deploy  upload: body = component, Outpost-Manifest = base64 outpost.toml
+//! POST   /v1/apps/APP/versions/N/activate    deploy  serve version N
+//! POST   /v1/apps/APP/rollback[?to=N]        deploy  serve version N, or the one before the active one
+//! DELETE /v1/apps/APP                        deploy  stop serving the app and delete its versions
+//! ```
+
+mod auth;
+mod sse;
+
+use crate::config::{AdminConfig, Scope};
+use crate::manifest::{AppManifest, MANIFEST_FILE};
+use crate::table::{AppTable, Origin, Served};
+use auth::{Audit, Authorized, Tokens};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use outpost_core::{AppSpec, Runtime};
+use outpost_store::{AppStore, StoreError, Version};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long validating (compiling) an upload may take.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The header carrying the app manifest of an upload, base64-encoded.
+pub const MANIFEST_HEADER: &str = "outpost-manifest";
+
+pub(crate) type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Everything the admin API works on.
+pub(crate) struct Admin {
+    table: Arc<AppTable>,
+    runtime: Arc<Runtime>,
+    /// The store; the lock also serializes every mutation.
+    store: tokio::sync::Mutex<AppStore>,
+    tokens: Tokens,
+    audit: Audit,
+    max_upload: u64,
+}
+
+impl Admin {
+    /// Opens the store and loads the active version of every deployed app
+    /// into `table`.
+    pub(crate) fn open(
+        config: &AdminConfig,
+        runtime: Arc<Runtime>,
+        table: Arc<AppTable>,
+    ) -> anyhow::Result<Self> {
+        let store = AppStore::open(&config.state_dir)?;
+        for name in store.apps()? {
+            let Some(version) = store.active(&name)? else {
+                continue;
+            };
+            let served = load_version(&runtime, &name, &store.blob_path(&version.sha256), &version)
+                .map_err(|err| {
+                    anyhow::anyhow!("deployed app {name} version {}: {}", version.version, err.1)
+                })?;
+            table
+                .install(served)
+                .map_err(|err| anyhow::anyhow!("deployed app {name}: {err}"))?;
+            tracing::info!("app {name}: version {} from the store", version.version);
+        }
+        Ok(Self {
+            table,
+            runtime,
+            store: tokio::sync::Mutex::new(store),
+            tokens: Tokens::new(config.tokens.clone()),
+            audit: Audit::open(&config.state_dir.join("audit.log"))?,
+            max_upload: config.max_upload,
+        })
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<AdminBody> {
+        let segments: Vec<String> = request
+            .uri()
+            .path()
+            .trim_matches('/')
+            .split('/')
+            .map(str::to_owned)
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = request.method().clone();
+        let result = match (&method, segments.as_slice()) {
+            (&Method::GET, ["v1", "health"]) => {
+                self.read(&request, |_| Ok(json!({"status": "ok"})))
+            }
+            (&Method::GET, ["v1", "ready"]) => self.read(&request, |admin| {
+                Ok(json!({"ready": true, "apps": admin.table.list().len()}))
+            }),
+            (&Method::GET, ["v1", "apps"]) => self.read(&request, Self::apps),
+            (&Method::GET, ["v1", "stats"]) => self.read(&request, Self::stats),
+            (&Method::GET, ["v1", "apps", app, "versions"]) => {
+                match self.tokens.authorize(&request, Scope::Read) {
+                    Ok(_) => self
+                        .versions(app)
+                        .await
+                        .map(|value| json_response(StatusCode::OK, &value)),
+                    Err(denied) => Err(denied),
+                }
+            }
+            (&Method::GET, ["v1", "apps", app, "tail"]) => {
+                match self.tokens.authorize(&request, Scope::Read) {
+                    Ok(_) => Ok(sse::tail(&self.runtime, app)),
+                    Err(denied) => Err(denied),
+                }
+            }
+            (&Method::POST, ["v1", "apps", app, "versions"]) => {
+                self.mutate(request, Mutation::Upload((*app).to_owned()))
+                    .await
+            }
+            (&Method::POST, ["v1", "apps", app, "versions", version, "activate"]) => {
+                let mutation = Mutation::Activate((*app).to_owned(), version.parse().ok());
+                self.mutate(request, mutation).await
+            }
+            (&Method::POST, ["v1", "apps", app, "rollback"]) => {
+                let mutation =
+                    Mutation::Rollback((*app).to_owned(), query_param(request.uri(), "to"));
+                self.mutate(request, mutation).await
+            }
+            (&Method::DELETE, ["v1", "apps", app]) => {
+                self.mutate(request, Mutation::Delete((*app).to_owned()))
+                    .await
+            }
+            (_, ["v1", "health" | "ready" | "apps" | "stats"])
+            | (_, ["v1", "apps", _, "versions" | "tail" | "rollback"])
+            | (_, ["v1", "apps", _, "versions", _, "activate"])
+            | (_, ["v1", "apps", _]) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {}", request.uri().path()),
+            )),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no admin endpoint {method} {}; the endpoints are listed in the README",
+                    request.uri().path()
+                ),
+            )),
+        };
+        result.unwrap_or_else(|err| err.response())
+    }
+
+    /// A read-only endpoint answered from memory.
+    fn read(
+        &self,
+        request: &Request<Incoming>,
+        answer: impl FnOnce(&Self) -> Result<Value, ApiError>,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        self.tokens.authorize(request, Scope::Read)?;
+        answer(self).map(|value| json_response(StatusCode::OK, &value))
+    }
+
+    /// A mutation: needs the deploy scope, and is written to the audit log
+    /// whatever its outcome.
+    async fn mutate(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        mutation: Mutation,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        let (who, result) = match self.tokens.identify(&request) {
+            Err(unknown) => (None, Err(unknown)),
+            Ok(token) => {
+                let name = token.name().to_owned();
+                let result = match token.allowed(Scope::Deploy) {
+                    Err(denied) => Err(denied),
+                    Ok(who) => match &mutation {
+                        Mutation::Upload(app) => self.upload(app, &who, request).await,
+                        Mutation::Activate(app, version) => self.activate(app, *version).await,
+                        Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
+                        Mutation::Delete(app) => self.delete(app).await,
+                    },
+                };
+                (Some(name), result)
+            }
+        };
+        let who = who.as_deref();
+        let (action, app) = mutation.describe();
+        match &result {
+            Ok((status, value)) => self.audit.record(who, action, app, *status, value),
+            Err(err) => {
+                self.audit
+                    .record(who, action, app, err.status, &json!({"error": err.message}))
+            }
+        }
+        result.map(|(status, value)| json_response(status, &value))
+    }
+
+    fn apps(&self) -> Result<Value, ApiError> {
+        let apps: Vec<Value> = self
+            .table
+            .list()
+            .iter()
+            .map(|served| {
+                json!({
+                    "name": served.app.name(),
+                    "origin": origin_name(served.origin),
+                    "version": served.version,
+                    "routes": served.routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json!({ "apps": apps }))
+    }
+
+    fn stats(&self) -> Result<Value, ApiError> {
+        let apps: Vec<Value> = self
+            .table
+            .list()
+            .iter()
+            .map(|served| {
+                let stats = served.app.stats();
+                json!({
+                    "name": served.app.name(),
+                    "version": served.version,
+                    "requests": stats.requests(),
+                    "failures": stats.failures(),
+                })
+            })
+            .collect();
+        Ok(json!({ "apps": apps }))
+    }
+
+    async fn versions(&self, app: &str) -> Result<Value, ApiError> {
+        let store = self.store.lock().await;
+        let versions = store.versions(app)?;
+        if versions.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no deployed app {app}"),
+            ));
+        }
+        let active = store.active(app)?.map(|version| version.version);
+        let versions: Vec<Value> = versions
+            .iter()
+            .rev()
+            .map(|version| {
+                json!({
+                    "version": version.version,
+                    "sha256": version.sha256,
+                    "size": version.size,
+                    "created_unix_ms": version.created_unix_ms,
+                    "created_by": version.created_by,
+                    "active": Some(version.version) == active,
+                })
+            })
+            .collect();
+        Ok(json!({ "app": app, "active": active, "versions": versions }))
+    }
+
+    /// Validates and stores an upload as a new, inactive version.
+    async fn upload(
+        &self,
+        app: &str,
+        who: &Authorized,
+        request: Request<Incoming>,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        outpost_store::check_app_name(app)?;
+        let manifest_text = manifest_of(&request)?;
+        let manifest = AppManifest::parse(
+            Path::new(MANIFEST_FILE),
+            &manifest_text,
+            self.runtime.max_memory(),
+        )
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
+        if manifest.name != app {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the manifest names app {:?}, but the upload is for {app:?}",
+                    manifest.name
+                ),
+            ));
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the component is larger than the node accepts ({} MiB, admin.max_upload_mib)",
+                    self.max_upload >> 20
+                ),
+            )
+        };
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > self.max_upload) {
+            return Err(too_large());
+        }
+        let limit = usize::try_from(self.max_upload).unwrap_or(usize::MAX);
+        let bytes = Limited::new(request.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|_| too_large())?
+            .to_bytes();
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the upload is empty; send the component as the body",
+            ));
+        }
+
+        let store = self.store.lock().await;
+        let staged = store.stage(&bytes)?;
+        // Validation compiles the component (and caches the artifact, so the
+        // activation that follows is fast): it must be a component, import
+        // only the handler world, export wasi:http/incoming-handler.
+        let spec = AppSpec {
+            name: app.to_owned(),
+            component: staged.path().to_owned(),
+            limits: manifest.limits.clone(),
+        };
+        let runtime = self.runtime.clone();
+        let compiled = tokio::time::timeout(
+            COMPILE_TIMEOUT,
+            tokio::task::spawn_blocking(move || runtime.load_app(&spec).map(drop)),
+        )
+        .await;
+        match compiled {
+            Err(_elapsed) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "the component did not compile within {} s",
+                        COMPILE_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Ok(Err(panicked)) => {
+                return Err(ApiError::internal(format!("validation failed: {panicked}")));
+            }
+            Ok(Ok(Err(invalid))) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    // Name the upload, not the staging file.
+                    invalid
+                        .to_string()
+                        .replace(&staged.path().display().to_string(), "the upload"),
+                ));
+            }
+            Ok(Ok(Ok(()))) => {}
+        }
+        let sha256 = store.commit(staged)?;
+        let version = store.record_version(app, &sha256, &manifest_text, &who.name)?;
+        tracing::info!(
+            "app {app}: version {} uploaded by {}",
+            version.version,
+            who.name
+        );
+        Ok((
+            StatusCode::CREATED,
+            json!({"app": app, "version": version.version, "sha256": version.sha256, "size": version.size}),
+        ))
+    }
+
+    async fn activate(
+        &self,
+        app: &str,
+        version: Option<u64>,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let Some(version) = version else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the version must be a number, as in /versions/3/activate",
+            ));
+        };
+        let store = self.store.lock().await;
+        self.switch_to(&store, app, version).await
+    }
+
+    async fn rollback(&self, app: &str, to: Option<&str>) -> Result<(StatusCode, Value), ApiError> {
+        let store = self.store.lock().await;
+        let target = match to {
+            Some(to) => to.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("?to={to} is not a version number"),
+                )
+            })?,
+            None => {
+                let active = store.active(app)?.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("app {app} has no active version to roll back from"),
+                    )
+                })?;
+                store
+                    .versions(app)?
+                    .iter()
+                    .rev()
+                    .map(|version| version.version)
+                    .find(|&number| number < active.version)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "app {app} has no version before {} to roll back to",
+                                active.version
+                            ),
+                        )
+                    })?
+            }
+        };
+        self.switch_to(&store, app, target).await
+    }
+
+    /// Loads `version` (from the precompiled cache: validated at upload),
+    /// checks its routes, makes it durable as active, then swaps it in.
+    async fn switch_to(
+        &self,
+        store: &AppStore,
+        app: &str,
+        version: u64,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let record = store.version(app, version)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("app {app} has no version {version}"),
+            )
+        })?;
+        let runtime = self.runtime.clone();
+        let blob = store.blob_path(&record.sha256);
+        let name = app.to_owned();
+        let served =
+            tokio::task::spawn_blocking(move || load_version(&runtime, &name, &blob, &record))
+                .await
+                .map_err(|panicked| ApiError::internal(format!("loading failed: {panicked}")))?
+                .map_err(|(status, message)| ApiError::new(status, message))?;
+        self.table
+            .check_routes(app, &served.routes)
+            .map_err(|conflict| ApiError::new(StatusCode::CONFLICT, conflict))?;
+        store.activate(app, version)?;
+        let previous = self
+            .table
+            .install(served)
+            .map_err(|conflict| ApiError::new(StatusCode::CONFLICT, conflict))?
+            .and_then(|previous| previous.version);
+        tracing::info!("app {app}: version {version} active (was {previous:?})");
+        Ok((
+            StatusCode::OK,
+            json!({"app": app, "version": version, "previous": previous}),
+        ))
+    }
+
+    async fn delete(&self, app: &str) -> Result<(StatusCode, Value), ApiError> {
+        let store = self.store.lock().await;
+        if self
+            .table
+            .get(app)
+            .is_some_and(|served| served.origin == Origin::Config)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("app {app} comes from the node config; remove it from node.toml instead"),
+            ));
+        }
+        let removed = self.table.remove(app).is_some();
+        let deleted = store.delete_app(app)?;
+        if !removed && !deleted {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no deployed app {app}"),
+            ));
+        }
+        tracing::info!("app {app}: deleted");
+        Ok((StatusCode::OK, json!({"app": app, "deleted": true})))
+    }
+}
+
+/// Serves the admin API until `shutdown` resolves. Open connections (a
+/// tail, say) end with the admin thread.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!("admin accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!("admin connection ended with an error: {err}");
+            }
+        });
+    }
+}
+
+/// What the deploy scope may change.
+enum Mutation {
+    Upload(String),
+    Activate(String, Option<u64>),
+    Rollback(String, Option<String>),
+    Delete(String),
+}
+
+impl Mutation {
+    /// The audit log's action and app.
+    fn describe(&self) -> (&'static str, &str) {
+        match self {
+            Self::Upload(app) => ("upload", app),
+            Self::Activate(app, _) => ("activate", app),
+            Self::Rollback(app, _) => ("rollback", app),
+            Self::Delete(app) => ("delete", app),
+        }
+    }
+}
+
+/// Loads a stored version for serving, with the routes and limits of its
+/// manifest.
+fn load_version(
+    runtime: &Runtime,
+    app: &str,
+    blob: &Path,
+    version: &Version,
+) -> Result<Served, (StatusCode, String)> {
+    let manifest = AppManifest::parse(
+        Path::new(MANIFEST_FILE),
+        &version.manifest,
+        runtime.max_memory(),
+    )
+    .map_err(|err| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("stored manifest: {err}"),
+        )
+    })?;
+    let spec = AppSpec {
+        name: app.to_owned(),
+        component: blob.to_owned(),
+        limits: manifest.limits,
+    };
+    let (loaded, _) = runtime
+        .load_app(&spec)
+        .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+    Ok(Served {
+        app: loaded,
+        routes: manifest.routes,
+        version: Some(version.version),
+        origin: Origin::Store,
+    })
+}
+
+fn manifest_of(request: &Request<Incoming>) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("send the app's outpost.toml, base64-encoded, in the {MANIFEST_HEADER} header"),
+        )
+    };
+    let encoded = request.headers().get(MANIFEST_HEADER).ok_or_else(missing)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_bytes())
+        .map_err(|_| missing())?;
+    String::from_utf8(decoded)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the manifest is not UTF-8 text"))
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Config => "config",
+        Origin::Store => "deployed",
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<AdminBody> {
+    let mut body = serde_json::to_vec_pretty(value).expect("JSON values serialize");
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).boxed_unsync())
+        .expect("static response parts are valid")
+}
+
+/// An admin request that cannot be carried out: a status and why.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: String) -> Self {
+        tracing::error!("admin: {message}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    fn response(&self) -> Response<AdminBody> {
+        let mut response = json_response(self.status, &json!({ "error": self.message }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
+            StoreError::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, message),
+            StoreError::Io { .. } => Self::internal(err.to_string()),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The app manifest, `outpost.toml`: what a handler project declares about
+//! itself. The CLI reads it to build, serve and deploy; the node validates
+//! it again when a version is uploaded.
+//!
+//! ```toml
+//! schema = 1
+//! name = "hello"
+//! routes = ["/", "api.example.com/v1"]
+//!
+//! [limits]
+//! cpu_ms = 50
+//! ```
+
+use crate::config::{ConfigError, RawLimits, line_of};
+use crate::router::Route;
+use outpost_core::Limits;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The manifest schema this build understands. Later issues add sections
+/// (cache, rate limits, JWT, backends) under this number or the next.
+pub const SCHEMA: u32 = 1;
+
+/// The file name of a manifest in a project.
+pub const MANIFEST_FILE: &str = "outpost.toml";
+
+/// A validated app manifest.
+#[derive(Clone, Debug)]
+pub struct AppManifest {
+    /// The app's name on a node: lowercase letters, digits, dashes.
+    pub name: String,
+    /// Which requests it serves.
+    pub routes: Vec<Route>,
+    /// Its per-request limits.
+    pub limits: Limits,
+}
+
+impl AppManifest {
+    /// Reads and validates `DIR/outpost.toml`.
+    pub fn load(dir: &Path, max_memory: u64) -> Result<Self, ConfigError> {
+        let path = dir.join(MANIFEST_FILE);
+        let source = std::fs::read_to_string(&path).map_err(|err| ConfigError {
+            file: path.clone(),
+            line: None,
+            key: None,
+            message: if err.kind() == std::io::ErrorKind::NotFound {
+                "not found; is this a handler project? `outpost new NAME` creates one".into()
+            } else {
+                format!("cannot read: {err}")
+            },
+        })?;
+        Self::parse(&path, &source, max_memory)
+    }
+
+    /// Validates a manifest given as text; `path` is used in errors.
+    /// `max_memory` is the largest memory limit allowed, in bytes.
+    pub fn parse(path: &Path, source: &str, max_memory: u64) -> Result<Self, ConfigError> {
+        let file = || PathBuf::from(path);
+        let at = |span: std::ops::Range<usize>, key: String, message: String| ConfigError {
+            file: file(),
+            line: Some(line_of(source, span.start)),
+            key: Some(key),
+            message,
+        };
+        let raw: RawManifest = toml::from_str(source).map_err(|err| ConfigError {
+            file: file(),
+            line: err.span().map(|span| line_of(source, span.start)),
+            key: None,
+            message: format!(
+                "{} (keys of schema {SCHEMA}: schema, name, routes, [limits] cpu_ms, wall_ms, memory_mib, request_body_kib)",
+                err.message().trim()
+            ),
+        })?;
+        match &raw.schema {
+            None => {
+                return Err(ConfigError {
+                    file: file(),
+                    line: Some(1),
+                    key: Some("schema".into()),
+                    message: format!("missing; add `schema = {SCHEMA}` at the top"),
+                });
+            }
+            Some(schema) if *schema.get_ref() != SCHEMA => {
+                return Err(at(
+                    schema.span(),
+                    "schema".into(),
+                    format!(
+                        "schema {} is not known to this outpost (it reads schema {SCHEMA}); upgrade outpost or write `schema = {SCHEMA}`",
+                        schema.get_ref()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        let Some(name) = raw.name else {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some("name".into()),
+                message: "missing; add e.g. `name = \"hello\"`".into(),
+            });
+        };
+        outpost_store::check_app_name(name.get_ref())
+            .map_err(|err| at(name.span(), "name".into(), err.to_string()))?;
+        if raw.routes.is_empty() {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some("routes".into()),
+                message: "missing; give at least one route, e.g. routes = [\"/\"]".into(),
+            });
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for route in &raw.routes {
+            routes.push(
+                Route::parse(route.get_ref())
+                    .map_err(|message| at(route.span(), "routes".into(), message))?,
+            );
+        }
+        let limits = raw
+            .limits
+            .map(|limits| limits.validate("limits", max_memory, &at))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self {
+            name: name.into_inner(),
+            routes,
+            limits,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    schema: Option<Spanned<u32>>,
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+    limits: Option<RawLimits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(source: &str) -> Result<AppManifest, String> {
+        AppManifest::parse(Path::new("outpost.toml"), source, 1 << 30)
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn parses_name_routes_and_limits() {
+        let manifest = parse(
+            "schema = 1\nname = \"api\"\nroutes = [\"/\", \"example.com/v1\"]\n[limits]\ncpu_ms = 20\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.name, "api");
+        assert_eq!(manifest.routes.len(), 2);
+        assert_eq!(
+            manifest.limits.cpu_time,
+            std::time::Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_fix() {
+        let err = parse("schema = 1\nname = \"api\"\nroutes = [\"/\"]\ncolour = 1\n").unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:4: unknown field `colour`"),
+            "{err}"
+        );
+        let err = parse("name = \"api\"\nroutes = [\"/\"]\n").unwrap_err();
+        assert!(err.contains("schema: missing; add `schema = 1`"), "{err}");
+        let err = parse("schema = 7\nname = \"api\"\nroutes = [\"/\"]\n").unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:1: schema: schema 7 is not known"),
+            "{err}"
+        );
+        let err = parse("schema = 1\nname = \"My App\"\nroutes = [\"/\"]\n").unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:2: name: \"My App\" is not a valid app name"),
+            "{err}"
+        );
+        let err = parse("schema = 1\nname = \"a\"\nroutes = [\"/\"]\n[limits]\nmemory_mib = 0\n")
+            .unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:5: limits.memory_mib: must be at least 1"),
+            "{err}"
+        );
+        let err = parse("schema = 1\nname = \"a\"\nroutes = [\"x\"]\n").unwrap_err();
+        assert!(err.starts_with("outpost.toml:3: routes: "), "{err}");
+    }
+}

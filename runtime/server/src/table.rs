@@ -1,0 +1,125 @@
+//! The apps a node serves and the router over their routes. Installing,
+//! replacing or removing an app builds a new router and swaps it in
+//! atomically: a request routes with the router it started with and runs
+//! on the version it was routed to, so a swap never fails a request.
+
+use crate::router::{Route, Router};
+use arc_swap::ArcSwap;
+use outpost_core::App;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Where an app came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `[apps.NAME]` in node.toml (or `outpost serve FILE`, `outpost dev`).
+    Config,
+    /// Deployed through the admin API; lives in the node's store.
+    Store,
+}
+
+/// One app as served now.
+#[derive(Clone)]
+pub struct Served {
+    /// The loaded version.
+    pub app: App,
+    /// Its routes.
+    pub routes: Vec<Route>,
+    /// Its version number in the store (deployed apps).
+    pub version: Option<u64>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// Every app of the node, by name, and the router built from them.
+pub struct AppTable {
+    apps: Mutex<BTreeMap<String, Served>>,
+    router: ArcSwap<Router<App>>,
+}
+
+impl Default for AppTable {
+    fn default() -> Self {
+        Self {
+            apps: Mutex::new(BTreeMap::new()),
+            router: ArcSwap::from_pointee(Router::new(Vec::new())),
+        }
+    }
+}
+
+impl AppTable {
+    /// The router as of now. Cheap: one atomic load.
+    pub fn router(&self) -> arc_swap::Guard<Arc<Router<App>>> {
+        self.router.load()
+    }
+
+    /// Serves `served` under its app's name from now on, replacing the
+    /// version served before. Refused, changing nothing, if another app
+    /// claims one of its routes.
+    pub fn install(&self, served: Served) -> Result<Option<Served>, String> {
+        let mut apps = self.apps.lock().expect("app table lock");
+        let name = served.app.name().to_owned();
+        route_conflict(&apps, &name, &served.routes)?;
+        let previous = apps.insert(name, served);
+        self.rebuild(&apps);
+        Ok(previous)
+    }
+
+    /// Whether `app` could serve `routes` without taking another app's.
+    pub fn check_routes(&self, app: &str, routes: &[Route]) -> Result<(), String> {
+        route_conflict(&self.apps.lock().expect("app table lock"), app, routes)
+    }
+
+    /// Stops serving an app. Requests already routed to it finish.
+    pub fn remove(&self, name: &str) -> Option<Served> {
+        let mut apps = self.apps.lock().expect("app table lock");
+        let removed = apps.remove(name);
+        if removed.is_some() {
+            self.rebuild(&apps);
+        }
+        removed
+    }
+
+    /// The app called `name`, as served now.
+    pub fn get(&self, name: &str) -> Option<Served> {
+        self.apps.lock().expect("app table lock").get(name).cloned()
+    }
+
+    /// Every app, by name.
+    pub fn list(&self) -> Vec<Served> {
+        self.apps
+            .lock()
+            .expect("app table lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn rebuild(&self, apps: &BTreeMap<String, Served>) {
+        let routes = apps
+            .values()
+            .flat_map(|served| {
+                served
+                    .routes
+                    .iter()
+                    .map(|route| (route.clone(), served.app.clone()))
+            })
+            .collect();
+        self.router.store(Arc::new(Router::new(routes)));
+    }
+}
+
+fn route_conflict(
+    apps: &BTreeMap<String, Served>,
+    app: &str,
+    routes: &[Route],
+) -> Result<(), String> {
+    for (other, existing) in apps.iter().filter(|(other, _)| *other != app) {
+        if let Some(route) = routes.iter().find(|route| existing.routes.contains(route)) {
+            return Err(format!(
+                "route {:?} is already served by app {other:?}; remove it from one of them",
+                route.to_string()
+            ));
+        }
+    }
+    Ok(())
+}

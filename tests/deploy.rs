@@ -1,0 +1,695 @@
+//! End to end: the control plane. A real node with its admin API and app
+//! store, uploads of real components, crash safety under SIGKILL, swaps
+//! under load, and the `outpost` CLI driven as a subprocess from `new` to
+//! `deploy`, `rollback` and `tail`.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use outpost_tests::{
+    Finished, HttpClient, Outpost, Reply, TempDir, artifacts, run, temp_dir, write_config,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+const DEPLOY_TOKEN: &str = "op_deploy_secret_for_tests";
+const READ_TOKEN: &str = "op_read_secret_for_tests";
+const MANIFEST: &str = "schema = 1\nname = \"site\"\nroutes = [\"/\"]\n";
+
+fn node_config(dir: &Path) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_upload_mib = 8\n\
+             [[admin.tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"read\", \"deploy\"]\n\
+             [[admin.tokens]]\nname = \"viewer\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+            outpost_store::sha256_hex(DEPLOY_TOKEN.as_bytes()),
+            outpost_store::sha256_hex(READ_TOKEN.as_bytes()),
+        ),
+    )
+}
+
+/// A node with an admin API and an empty store, in a fresh directory.
+fn start_node(dir: &Path, crash_point: Option<&str>) -> Outpost {
+    let config = node_config(dir);
+    let mut command = Command::new(OUTPOST);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"));
+    if let Some(point) = crash_point {
+        command.env("OUTPOST_CRASH_POINT", point);
+    }
+    Outpost::spawn(command).expect("the node starts")
+}
+
+fn admin_request(
+    node: &Outpost,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+) -> http::request::Builder {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(node.admin_url(path));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request
+}
+
+async fn upload(node: &Outpost, component: &[u8], manifest: &str, token: Option<&str>) -> Reply {
+    let request = admin_request(node, http::Method::POST, "/v1/apps/site/versions", token)
+        .header(
+            "outpost-manifest",
+            base64::engine::general_purpose::STANDARD.encode(manifest),
+        )
+        .body(Full::new(Bytes::copy_from_slice(component)))
+        .unwrap();
+    HttpClient::http1().send(request).await.unwrap()
+}
+
+async fn admin(node: &Outpost, method: http::Method, path: &str, token: Option<&str>) -> Reply {
+    let request = admin_request(node, method, path, token)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    HttpClient::http1().send(request).await.unwrap()
+}
+
+fn json(reply: &Reply) -> serde_json::Value {
+    serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|_| panic!("JSON answer, got {:?}", reply.text()))
+}
+
+fn component(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test]
+async fn admin_needs_a_token_with_the_right_scope_and_audits_mutations() {
+    let dir = temp_dir();
+    let node = start_node(dir.path(), None);
+
+    let reply = admin(&node, http::Method::GET, "/v1/apps", None).await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        json(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing token"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+    let reply = admin(&node, http::Method::GET, "/v1/apps", Some("op_guessed")).await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.text().contains("not recognized"), "{}", reply.text());
+
+    let reply = admin(&node, http::Method::GET, "/v1/health", Some(READ_TOKEN)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(json(&reply)["status"], "ok");
+    let reply = upload(
+        &node,
+        &component(artifacts::HELLO),
+        MANIFEST,
+        Some(READ_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.text().contains("lacks the deploy scope"),
+        "{}",
+        reply.text()
+    );
+    let reply = upload(&node, &component(artifacts::HELLO), MANIFEST, None).await;
+    assert_eq!(reply.status, 401);
+
+    let reply = upload(
+        &node,
+        &component(artifacts::HELLO),
+        MANIFEST,
+        Some(DEPLOY_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(json(&reply)["version"], 1);
+
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "every upload attempt is audited:\n{audit}");
+    assert_eq!(lines[0]["token"], "viewer");
+    assert_eq!(lines[0]["status"], 403);
+    assert_eq!(lines[1]["token"], serde_json::Value::Null);
+    assert_eq!(lines[2]["token"], "ci");
+    assert_eq!(lines[2]["action"], "upload");
+    assert_eq!(lines[2]["status"], 201);
+}
+
+#[tokio::test]
+async fn a_rejected_upload_says_why_and_changes_nothing() {
+    let dir = temp_dir();
+    let node = start_node(dir.path(), None);
+    let hello = component(artifacts::HELLO);
+    let deploy = Some(DEPLOY_TOKEN);
+
+    let reply = upload(&node, b"this is not wasm", MANIFEST, deploy).await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(
+        reply.text().contains("not a WebAssembly"),
+        "{}",
+        reply.text()
+    );
+
+    let reply = upload(
+        &node,
+        &component(artifacts::IMPORTS_UNKNOWN),
+        MANIFEST,
+        deploy,
+    )
+    .await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(
+        reply.text().contains("fixture:unknown/telemetry"),
+        "names the import: {}",
+        reply.text()
+    );
+
+    let too_big = vec![0u8; 9 << 20];
+    let reply = upload(&node, &too_big, MANIFEST, deploy).await;
+    assert_eq!(reply.status, 413, "{}", reply.text());
+
+    let reply = upload(
+        &node,
+        &hello,
+        "schema = 1\nname = \"site\"\nroutes = [\"nope\"]\n",
+        deploy,
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("outpost.toml:3: routes"),
+        "{}",
+        reply.text()
+    );
+
+    let reply = upload(
+        &node,
+        &hello,
+        "schema = 1\nname = \"other\"\nroutes = [\"/\"]\n",
+        deploy,
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply
+            .text()
+            .contains("the manifest names app \\\"other\\\""),
+        "{}",
+        reply.text()
+    );
+
+    let request = admin_request(&node, http::Method::POST, "/v1/apps/site/versions", deploy)
+        .body(Full::new(Bytes::from(hello.clone())))
+        .unwrap();
+    let reply = HttpClient::http1().send(request).await.unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("outpost-manifest"),
+        "{}",
+        reply.text()
+    );
+
+    let reply = admin(&node, http::Method::GET, "/v1/apps/site/versions", deploy).await;
+    assert_eq!(
+        reply.status,
+        404,
+        "no version was recorded: {}",
+        reply.text()
+    );
+    for sub in ["blobs", "staging"] {
+        let entries = std::fs::read_dir(dir.path().join("state").join(sub))
+            .unwrap()
+            .count();
+        assert_eq!(entries, 0, "state/{sub} is empty");
+    }
+}
+
+/// Uploads hello as version 1 and echo as version 2 of app "site".
+async fn upload_two_versions(node: &Outpost) {
+    for (n, path) in [(1, artifacts::HELLO), (2, artifacts::ECHO)] {
+        let reply = upload(node, &component(path), MANIFEST, Some(DEPLOY_TOKEN)).await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        assert_eq!(json(&reply)["version"], n);
+    }
+}
+
+async fn activate(node: &Outpost, version: u64) -> Reply {
+    let path = format!("/v1/apps/site/versions/{version}/activate");
+    admin(node, http::Method::POST, &path, Some(DEPLOY_TOKEN)).await
+}
+
+async fn get(node: &Outpost, path: &str) -> Reply {
+    HttpClient::http1().get(&node.url(path)).await.unwrap()
+}
+
+async fn rollback(node: &Outpost, query: &str) -> Reply {
+    let path = format!("/v1/apps/site/rollback{query}");
+    admin(node, http::Method::POST, &path, Some(DEPLOY_TOKEN)).await
+}
+
+fn is_hello(reply: &Reply) -> bool {
+    reply.text() == "Hello from Outpost!\n"
+}
+
+#[tokio::test]
+async fn activation_and_rollback_under_load_fail_no_request() {
+    let dir = temp_dir();
+    let node = start_node(dir.path(), None);
+    upload_two_versions(&node).await;
+    let reply = get(&node, "/").await;
+    assert_eq!(reply.status, 404, "nothing is served before activation");
+
+    assert_eq!(activate(&node, 1).await.status, 200);
+    assert!(is_hello(&get(&node, "/").await));
+
+    // 8 clients, 500 requests each, while the main task swaps 8 times.
+    let url = node.url("/swap");
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = HttpClient::http1();
+                let (mut hello, mut echo) = (0, 0);
+                for _ in 0..500 {
+                    let reply = client.get(&url).await.expect("the request completes");
+                    assert_eq!(
+                        reply.status,
+                        200,
+                        "no request fails during a swap: {}",
+                        reply.text()
+                    );
+                    if is_hello(&reply) {
+                        hello += 1
+                    } else {
+                        echo += 1
+                    }
+                }
+                (hello, echo)
+            })
+        })
+        .collect();
+    for swap in 0..8u64 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let reply = activate(&node, 2 - swap % 2).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let (mut hello, mut echo) = (0, 0);
+    for client in clients {
+        let (h, e) = client.await.unwrap();
+        hello += h;
+        echo += e;
+    }
+    assert_eq!(hello + echo, 4000);
+    assert!(
+        hello > 0 && echo > 0,
+        "both versions answered ({hello} hello, {echo} echo)"
+    );
+
+    // Version 1 is active now (the last swap); roll back to 2 by number,
+    // then without a number back to the one before it.
+    let reply = rollback(&node, "?to=2").await;
+    assert_eq!(json(&reply)["version"], 2, "{}", reply.text());
+    assert!(!is_hello(&get(&node, "/").await));
+    let reply = rollback(&node, "").await;
+    assert_eq!(json(&reply)["version"], 1, "{}", reply.text());
+    assert!(is_hello(&get(&node, "/").await));
+    let reply = rollback(&node, "").await;
+    assert_eq!(reply.status, 409, "nothing before 1: {}", reply.text());
+
+    let versions = json(
+        &admin(
+            &node,
+            http::Method::GET,
+            "/v1/apps/site/versions",
+            Some(READ_TOKEN),
+        )
+        .await,
+    );
+    assert_eq!(versions["active"], 1);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    let stats = json(&admin(&node, http::Method::GET, "/v1/stats", Some(READ_TOKEN)).await);
+    assert_eq!(stats["apps"][0]["name"], "site");
+
+    // The active version survives a restart.
+    node.stop();
+    let node = start_node(dir.path(), None);
+    assert!(is_hello(&get(&node, "/").await));
+    let reply = admin(
+        &node,
+        http::Method::DELETE,
+        "/v1/apps/site",
+        Some(DEPLOY_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&node, "/").await.status, 404);
+}
+
+// Multi-threaded: the upload runs in a task while this one blocks waiting
+// for the node's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_any_step_of_an_upload_or_activation_keeps_a_consistent_store() {
+    let dir = temp_dir();
+    let node = start_node(dir.path(), None);
+    let reply = upload(
+        &node,
+        &component(artifacts::HELLO),
+        MANIFEST,
+        Some(DEPLOY_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = activate(&node, 1).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    node.stop();
+
+    // (crash point, whether the new version is active after the restart)
+    let points = [
+        ("blob-written", false),
+        ("blob-stored", false),
+        ("version-written", false),
+        ("version-recorded", false),
+        ("active-written", false),
+        ("activated", true),
+    ];
+    for (point, committed) in points {
+        let node = start_node(dir.path(), Some(point));
+        let admin_url = node.admin_url("/v1/apps/site/versions");
+        let echo = component(artifacts::ECHO);
+        // Upload and activate in the background: the node stops at the
+        // crash point and never answers.
+        let deploy = tokio::spawn(async move {
+            let request = http::Request::post(&admin_url)
+                .header("authorization", format!("Bearer {DEPLOY_TOKEN}"))
+                .header(
+                    "outpost-manifest",
+                    base64::engine::general_purpose::STANDARD.encode(MANIFEST),
+                )
+                .body(Full::new(Bytes::from(echo)))
+                .unwrap();
+            let reply = HttpClient::http1().send(request).await?;
+            let version =
+                serde_json::from_slice::<serde_json::Value>(&reply.body)?["version"].clone();
+            let request = http::Request::post(
+                admin_url.replace("/versions", &format!("/versions/{version}/activate")),
+            )
+            .header("authorization", format!("Bearer {DEPLOY_TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+            HttpClient::http1().send(request).await
+        });
+        assert!(
+            node.wait_for_log(&format!("crash point {point} reached")),
+            "the node reaches {point}:\n{}",
+            node.logs()
+        );
+        node.stop(); // SIGKILL
+        deploy.abort();
+
+        let node = start_node(dir.path(), None);
+        let reply = HttpClient::http1().get(&node.url("/")).await.unwrap();
+        assert_eq!(
+            reply.status,
+            200,
+            "after a kill at {point}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            !is_hello(&reply),
+            committed,
+            "after a kill at {point} the {} version serves",
+            if committed { "new" } else { "previous" }
+        );
+        let versions = json(
+            &admin(
+                &node,
+                http::Method::GET,
+                "/v1/apps/site/versions",
+                Some(READ_TOKEN),
+            )
+            .await,
+        );
+        for version in versions["versions"].as_array().unwrap() {
+            let blob = dir
+                .path()
+                .join("state/blobs")
+                .join(format!("{}.wasm", version["sha256"].as_str().unwrap()));
+            assert!(
+                blob.exists(),
+                "every recorded version has its blob (kill at {point})"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("state/staging"))
+                .unwrap()
+                .count(),
+            0
+        );
+        if committed {
+            // Back to version 1 for the next round.
+            assert_eq!(activate(&node, 1).await.status, 200);
+        }
+        node.stop();
+    }
+}
+
+/// `outpost ARGS` in `dir`, with the CLI's own config out of the way and
+/// guest builds sharing one target directory (so each test does not build
+/// the SDK's dependencies again).
+fn outpost_cli(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(OUTPOST);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("CARGO_TARGET_DIR", shared_guest_target())
+        .env(
+            "OUTPOST_SDK_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"),
+        )
+        .env("OUTPOST_CACHE_DIR", dir.join(".cache"))
+        .env_remove("OUTPOST_TOKEN")
+        .env_remove("OUTPOST_REMOTE");
+    command
+}
+
+fn shared_guest_target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cli-projects")
+}
+
+fn run_cli(dir: &Path, args: &[&str]) -> Finished {
+    run(outpost_cli(dir, args)).expect("the CLI runs")
+}
+
+/// `outpost new NAME` in a fresh directory.
+fn new_project(name: &str) -> (TempDir, PathBuf) {
+    let dir = temp_dir();
+    let finished = run_cli(dir.path(), &["new", name]);
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("created handler project {name}")),
+        "{finished:?}"
+    );
+    let project = dir.path().join(name);
+    for file in ["Cargo.toml", "src/lib.rs", "outpost.toml", ".gitignore"] {
+        assert!(project.join(file).is_file(), "{file} is scaffolded");
+    }
+    (dir, project)
+}
+
+fn edit_greeting(project: &Path, from: &str, to: &str) {
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    assert!(source.contains(from));
+    std::fs::write(&lib, source.replace(from, to)).unwrap();
+}
+
+#[tokio::test]
+async fn cli_new_build_dev_then_edits_are_served() {
+    let (_dir, project) = new_project("greeter");
+    // The scaffold's own test runs on the host.
+    let mut cargo_test = Command::new(env!("CARGO"));
+    cargo_test
+        .args(["test", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", shared_guest_target().join("host"));
+    let finished = run(cargo_test).unwrap();
+    assert!(
+        finished.status.success(),
+        "the scaffold's test passes: {finished:?}"
+    );
+    assert!(
+        finished.stdout.contains("greets_with_the_path ... ok"),
+        "{}",
+        finished.stdout
+    );
+
+    let finished = run_cli(&project, &["build"]);
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(finished.stderr.contains("built "), "{}", finished.stderr);
+
+    let server =
+        Outpost::spawn(outpost_cli(&project, &["dev", "--port", "0"])).expect("dev serves");
+    let client = HttpClient::http1();
+    let reply = client.get(&server.url("/there")).await.unwrap();
+    assert_eq!(reply.text(), "Hello from greeter at /there!\n");
+
+    // A broken edit: the compiler's error is shown, the old version serves.
+    edit_greeting(
+        &project,
+        "Ok(Response::text(",
+        "Ok(Response::text(nonsense + ",
+    );
+    assert!(
+        server.wait_for_log("still serving the last good version")
+            || server.stdout().contains("still serving"),
+        "a failed build is reported:\n{}",
+        server.logs()
+    );
+    assert!(
+        server.logs().contains("error"),
+        "the compiler's message is shown:\n{}",
+        server.logs()
+    );
+    assert_eq!(
+        client.get(&server.url("/there")).await.unwrap().text(),
+        "Hello from greeter at /there!\n"
+    );
+
+    edit_greeting(
+        &project,
+        "Ok(Response::text(nonsense + ",
+        "Ok(Response::text(",
+    );
+    edit_greeting(&project, "Hello from", "Howdy from");
+    assert!(
+        server.wait_for_stdout("reloaded greeter", 1, Duration::from_secs(300)),
+        "rebuilt:\n{}",
+        server.logs()
+    );
+    assert_eq!(
+        client.get(&server.url("/there")).await.unwrap().text(),
+        "Howdy from greeter at /there!\n"
+    );
+
+    // Its own build output does not trigger another build.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.stdout().matches("reloaded").count(),
+        1,
+        "no rebuild loop:\n{}",
+        server.stdout()
+    );
+}
+
+#[tokio::test]
+async fn cli_deploy_versions_rollback_and_tail_against_a_node() {
+    let node_dir = temp_dir();
+    let node = start_node(node_dir.path(), None);
+    let (_dir, project) = new_project("site");
+    let remote = node.admin_url("");
+    let deploy = |token: Option<&str>| {
+        let mut args = vec!["deploy", "--remote", &remote];
+        if let Some(token) = token {
+            args.extend(["--token", token]);
+        }
+        run_cli(&project, &args)
+    };
+
+    let finished = deploy(None);
+    assert_eq!(finished.status.code(), Some(3), "{finished:?}");
+    assert!(
+        finished.stderr.contains("missing token"),
+        "{}",
+        finished.stderr
+    );
+    let finished = deploy(Some(READ_TOKEN));
+    assert_eq!(finished.status.code(), Some(3), "{finished:?}");
+    assert!(
+        finished.stderr.contains("lacks the deploy scope"),
+        "{}",
+        finished.stderr
+    );
+
+    let finished = deploy(Some(DEPLOY_TOKEN));
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        finished.stdout.contains("deployed site version 1"),
+        "{}",
+        finished.stdout
+    );
+    let client = HttpClient::http1();
+    assert_eq!(
+        client.get(&node.url("/a")).await.unwrap().text(),
+        "Hello from site at /a!\n"
+    );
+
+    edit_greeting(&project, "Hello from", "Version two from");
+    let finished = deploy(Some(DEPLOY_TOKEN));
+    assert!(
+        finished.stdout.contains("deployed site version 2"),
+        "{finished:?}"
+    );
+    assert_eq!(
+        client.get(&node.url("/a")).await.unwrap().text(),
+        "Version two from site at /a!\n"
+    );
+
+    let finished = run_cli(
+        &project,
+        &[
+            "versions", "--remote", &remote, "--token", READ_TOKEN, "--json",
+        ],
+    );
+    assert!(finished.status.success(), "{finished:?}");
+    let versions: serde_json::Value = serde_json::from_str(&finished.stdout).unwrap();
+    assert_eq!(versions["active"], 2);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+
+    let finished = run_cli(
+        &project,
+        &["rollback", "--remote", &remote, "--token", DEPLOY_TOKEN],
+    );
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        finished.stdout.contains("rolled back site to version 1"),
+        "{}",
+        finished.stdout
+    );
+    assert_eq!(
+        client.get(&node.url("/a")).await.unwrap().text(),
+        "Hello from site at /a!\n"
+    );
+
+    // tail: a subprocess streaming until killed.
+    let mut tail = outpost_cli(
+        &project,
+        &["tail", "--remote", &remote, "--token", READ_TOKEN],
+    );
+    let tail = outpost_tests::Streaming::spawn(&mut tail).expect("tail starts");
+    assert!(tail.wait_for_stderr("tailing site"), "{:?}", tail.output());
+    assert_eq!(client.get(&node.url("/tailed")).await.unwrap().status, 200);
+    assert!(
+        tail.wait_for_stdout("GET /tailed 200"),
+        "the request's line arrives: {:?}",
+        tail.output()
+    );
+}
