@@ -600,6 +600,37 @@ async fn cli_new_build_dev_then_edits_are_served() {
     );
 }
 
+#[test]
+fn token_new_prints_a_secret_and_only_its_hash_for_node_toml() {
+    let dir = temp_dir();
+    let finished = run_cli(
+        dir.path(),
+        &["token", "new", "--name", "ci", "--scopes", "read,deploy"],
+    );
+    assert!(finished.status.success(), "{finished:?}");
+    let token = finished
+        .stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("op_"))
+        .expect("a token is printed");
+    assert_eq!(token.len(), 3 + 64, "256 random bits, hex");
+    let entry = format!(
+        "sha256 = \"{}\"",
+        outpost_store::sha256_hex(token.as_bytes())
+    );
+    assert!(finished.stdout.contains(&entry), "{}", finished.stdout);
+    assert!(
+        finished.stdout.contains("scopes = [\"read\", \"deploy\"]"),
+        "{}",
+        finished.stdout
+    );
+    let finished = run_cli(
+        dir.path(),
+        &["token", "new", "--name", "x", "--scopes", "root"],
+    );
+    assert_eq!(finished.status.code(), Some(2), "{finished:?}");
+}
+
 #[tokio::test]
 async fn cli_deploy_versions_rollback_and_tail_against_a_node() {
     let node_dir = temp_dir();
@@ -653,12 +684,15 @@ async fn cli_deploy_versions_rollback_and_tail_against_a_node() {
         "Version two from site at /a!\n"
     );
 
-    let finished = run_cli(
-        &project,
-        &[
-            "versions", "--remote", &remote, "--token", READ_TOKEN, "--json",
-        ],
-    );
+    // Remote and token from the CLI's config file this time.
+    let config = project.join(".config/outpost/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!("remote = \"{remote}\"\ntoken = \"{READ_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let finished = run_cli(&project, &["versions", "--json"]);
     assert!(finished.status.success(), "{finished:?}");
     let versions: serde_json::Value = serde_json::from_str(&finished.stdout).unwrap();
     assert_eq!(versions["active"], 2);

@@ -48,7 +48,7 @@ impl Outpost {
     }
 
     /// Runs a prepared `outpost` command (serve or dev) and waits for its
-    /// `listening on` line, and for `admin API on` if the next line has it.
+    /// `listening on` line (noting the `admin API on` line before it).
     pub fn spawn(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .env("RUST_LOG", "info")
@@ -67,30 +67,20 @@ impl Outpost {
         });
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut addr = None;
+        // `admin API on` comes first when there is one, `listening on` last.
+        let mut admin = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(("listen", listen)) => {
-                    addr = Some(listen?);
-                    // `admin API on` follows at once when there is one.
-                    if let Ok((_, admin)) = rx.recv_timeout(Duration::from_millis(500)) {
-                        return Ok(Self {
-                            child,
-                            addr: addr.unwrap(),
-                            admin: Some(admin?),
-                            stdout,
-                            stderr,
-                        });
-                    }
+                Ok(("admin", addr)) => admin = Some(addr?),
+                Ok((_, addr)) => {
                     return Ok(Self {
                         child,
-                        addr: addr.unwrap(),
-                        admin: None,
+                        addr: addr?,
+                        admin,
                         stdout,
                         stderr,
                     });
                 }
-                Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Some(status) = child.try_wait()? {
                         anyhow::bail!(
@@ -102,7 +92,7 @@ impl Outpost {
                 Err(_) => {
                     let _ = child.kill();
                     anyhow::bail!(
-                        "outpost did not print `listening on` within {STARTUP_TIMEOUT:?} ({addr:?}):\n{}",
+                        "outpost did not print `listening on` within {STARTUP_TIMEOUT:?}:\n{}",
                         stderr.lock().unwrap()
                     );
                 }

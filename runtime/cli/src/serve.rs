@@ -60,11 +60,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin.listen = listen;
     }
     let node = Node::start(config, workers(args.workers))?;
-    // Scripts and tests wait for exactly these lines.
-    println!("listening on http://{}", node.local_addr());
+    // Scripts and tests wait for exactly these lines; `listening on` comes
+    // last, when everything is up.
     if let Some(admin) = node.admin_addr() {
         println!("admin API on http://{admin}");
     }
+    println!("listening on http://{}", node.local_addr());
     std::io::stdout().flush()?;
     node.run(shutdown_signal())
 }

@@ -4,7 +4,7 @@
 
 use crate::RequestId;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events a slow listener may fall behind by before it misses some.
@@ -16,31 +16,35 @@ pub type TailEvent = Arc<str>;
 /// The tails of all apps, by app name. They outlive app versions: a
 /// listener keeps receiving across deploys and rollbacks.
 #[derive(Clone, Default)]
-pub(crate) struct Tails(Arc<Mutex<HashMap<String, broadcast::Sender<TailEvent>>>>);
+pub(crate) struct Tails(Arc<Mutex<HashMap<String, Tail>>>);
 
 impl Tails {
     pub(crate) fn of(&self, app: &str) -> Tail {
         let mut tails = self.0.lock().expect("tails lock");
-        Tail(
-            tails
-                .entry(app.to_owned())
-                .or_insert_with(|| broadcast::channel(TAIL_BUFFER).0)
-                .clone(),
-        )
+        tails.entry(app.to_owned()).or_default().clone()
     }
 }
 
-/// One app's tail.
-#[derive(Clone)]
-pub(crate) struct Tail(broadcast::Sender<TailEvent>);
+/// One app's tail. Its channel is made by the first listener: its buffer
+/// is tens of KiB, too much to hold for each of 1,000 apps nobody tails.
+#[derive(Clone, Default)]
+pub(crate) struct Tail(Arc<OnceLock<broadcast::Sender<TailEvent>>>);
 
 impl Tail {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<TailEvent> {
-        self.0.subscribe()
+        self.0
+            .get_or_init(|| broadcast::channel(TAIL_BUFFER).0)
+            .subscribe()
     }
 
     pub(crate) fn is_watched(&self) -> bool {
-        self.0.receiver_count() > 0
+        self.0.get().is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    fn send(&self, event: serde_json::Value) {
+        if let Some(tx) = self.0.get() {
+            let _ = tx.send(event.to_string().into());
+        }
     }
 
     /// A line the guest wrote.
@@ -52,7 +56,7 @@ impl Tail {
                 "stream": stream,
                 "line": line,
             });
-            let _ = self.0.send(event.to_string().into());
+            self.send(event);
         }
     }
 
@@ -66,7 +70,7 @@ impl Tail {
             "status": status,
             "duration_us": micros,
         });
-        let _ = self.0.send(event.to_string().into());
+        self.send(event);
     }
 }
 

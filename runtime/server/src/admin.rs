@@ -65,19 +65,21 @@ impl Admin {
         table: Arc<AppTable>,
     ) -> anyhow::Result<Self> {
         let store = AppStore::open(&config.state_dir)?;
+        let mut deployed = Vec::new();
         for name in store.apps()? {
             let Some(version) = store.active(&name)? else {
                 continue;
             };
-            let served = load_version(&runtime, &name, &store.blob_path(&version.sha256), &version)
-                .map_err(|err| {
-                    anyhow::anyhow!("deployed app {name} version {}: {}", version.version, err.1)
-                })?;
-            table
-                .install(served)
-                .map_err(|err| anyhow::anyhow!("deployed app {name}: {err}"))?;
+            let blob = store.blob_path(&version.sha256);
+            let served = load_version(&runtime, &name, &blob, &version).map_err(|(_, err)| {
+                anyhow::anyhow!("deployed app {name} version {}: {err}", version.version)
+            })?;
             tracing::info!("app {name}: version {} from the store", version.version);
+            deployed.push(served);
         }
+        table
+            .install_all(deployed)
+            .map_err(|conflict| anyhow::anyhow!("deployed apps: {conflict}"))?;
         Ok(Self {
             table,
             runtime,
@@ -108,20 +110,16 @@ impl Admin {
             (&Method::GET, ["v1", "apps"]) => self.read(&request, Self::apps),
             (&Method::GET, ["v1", "stats"]) => self.read(&request, Self::stats),
             (&Method::GET, ["v1", "apps", app, "versions"]) => {
-                match self.tokens.authorize(&request, Scope::Read) {
-                    Ok(_) => self
-                        .versions(app)
-                        .await
-                        .map(|value| json_response(StatusCode::OK, &value)),
-                    Err(denied) => Err(denied),
+                async {
+                    self.tokens.authorize(&request, Scope::Read)?;
+                    Ok(json_response(StatusCode::OK, &self.versions(app).await?))
                 }
+                .await
             }
-            (&Method::GET, ["v1", "apps", app, "tail"]) => {
-                match self.tokens.authorize(&request, Scope::Read) {
-                    Ok(_) => Ok(sse::tail(&self.runtime, app)),
-                    Err(denied) => Err(denied),
-                }
-            }
+            (&Method::GET, ["v1", "apps", app, "tail"]) => self
+                .tokens
+                .authorize(&request, Scope::Read)
+                .map(|_| sse::tail(&self.runtime, app)),
             (&Method::POST, ["v1", "apps", app, "versions"]) => {
                 self.mutate(request, Mutation::Upload((*app).to_owned()))
                     .await
@@ -170,7 +168,7 @@ impl Admin {
     /// A mutation: needs the deploy scope, and is written to the audit log
     /// whatever its outcome.
     async fn mutate(
-        self: &Arc<Self>,
+        &self,
         request: Request<Incoming>,
         mutation: Mutation,
     ) -> Result<Response<AdminBody>, ApiError> {

@@ -29,7 +29,7 @@ impl Node {
     /// fails the whole start: a node never serves half its config.
     pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
-        let table = Arc::new(AppTable::default());
+        let mut apps = Vec::with_capacity(config.apps.len());
         for app_config in &config.apps {
             let started = Instant::now();
             let spec = AppSpec {
@@ -49,15 +49,17 @@ impl Node {
                 app_config.component.display(),
                 started.elapsed().as_millis()
             );
-            table
-                .install(Served {
-                    app,
-                    routes: app_config.routes.clone(),
-                    version: None,
-                    origin: Origin::Config,
-                })
-                .map_err(|conflict| anyhow::anyhow!("app {}: {conflict}", app_config.name))?;
+            apps.push(Served {
+                app,
+                routes: app_config.routes.clone(),
+                version: None,
+                origin: Origin::Config,
+            });
         }
+        let table = Arc::new(AppTable::default());
+        table
+            .install_all(apps)
+            .map_err(|conflict| anyhow::anyhow!(conflict))?;
         let admin = match &config.admin {
             Some(admin_config) => {
                 let admin = Admin::open(admin_config, runtime.clone(), table.clone())?;
