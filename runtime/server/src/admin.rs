@@ -24,7 +24,7 @@ use auth::{Audit, Authorized, Tokens};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -306,7 +306,16 @@ impl Admin {
         let bytes = Limited::new(request.into_body(), limit)
             .collect()
             .await
-            .map_err(|_| too_large())?
+            .map_err(|err| {
+                if err.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("reading the upload failed: {err}"),
+                    )
+                }
+            })?
             .to_bytes();
         if bytes.is_empty() {
             return Err(ApiError::new(
