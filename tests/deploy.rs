@@ -180,9 +180,16 @@ async fn a_rejected_upload_says_why_and_changes_nothing() {
         reply.text()
     );
 
+    // Refusals of large uploads reach the client as answers, not as a
+    // connection closed while it is still sending.
     let too_big = vec![0u8; 9 << 20];
-    let reply = upload(&node, &too_big, MANIFEST, deploy).await;
-    assert_eq!(reply.status, 413, "{}", reply.text());
+    for _ in 0..3 {
+        let reply = upload(&node, &too_big, MANIFEST, deploy).await;
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        assert!(reply.text().contains("max_upload_mib"), "{}", reply.text());
+        let reply = upload(&node, &too_big[..7 << 20], MANIFEST, None).await;
+        assert_eq!(reply.status, 401, "{}", reply.text());
+    }
 
     let reply = upload(
         &node,

@@ -24,7 +24,7 @@ use auth::{Audit, Authorized, Tokens};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -111,14 +111,14 @@ impl Admin {
             (&Method::GET, ["v1", "stats"]) => self.read(&request, Self::stats),
             (&Method::GET, ["v1", "apps", app, "versions"]) => {
                 async {
-                    self.tokens.authorize(&request, Scope::Read)?;
+                    self.tokens.authorize(request.headers(), Scope::Read)?;
                     Ok(json_response(StatusCode::OK, &self.versions(app).await?))
                 }
                 .await
             }
             (&Method::GET, ["v1", "apps", app, "tail"]) => self
                 .tokens
-                .authorize(&request, Scope::Read)
+                .authorize(request.headers(), Scope::Read)
                 .map(|_| sse::tail(&self.runtime, app)),
             (&Method::POST, ["v1", "apps", app, "versions"]) => {
                 self.mutate(request, Mutation::Upload((*app).to_owned()))
@@ -161,7 +161,7 @@ impl Admin {
         request: &Request<Incoming>,
         answer: impl FnOnce(&Self) -> Result<Value, ApiError>,
     ) -> Result<Response<AdminBody>, ApiError> {
-        self.tokens.authorize(request, Scope::Read)?;
+        self.tokens.authorize(request.headers(), Scope::Read)?;
         answer(self).map(|value| json_response(StatusCode::OK, &value))
     }
 
@@ -172,20 +172,23 @@ impl Admin {
         request: Request<Incoming>,
         mutation: Mutation,
     ) -> Result<Response<AdminBody>, ApiError> {
-        let (who, result) = match self.tokens.identify(&request) {
+        let (parts, body) = request.into_parts();
+        let (who, allowed) = match self.tokens.identify(&parts.headers) {
+            Ok(token) => (Some(token.name().to_owned()), token.allowed(Scope::Deploy)),
             Err(unknown) => (None, Err(unknown)),
-            Ok(token) => {
-                let name = token.name().to_owned();
-                let result = match token.allowed(Scope::Deploy) {
-                    Err(denied) => Err(denied),
-                    Ok(who) => match &mutation {
-                        Mutation::Upload(app) => self.upload(app, &who, request).await,
-                        Mutation::Activate(app, version) => self.activate(app, *version).await,
-                        Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
-                        Mutation::Delete(app) => self.delete(app).await,
-                    },
-                };
-                (Some(name), result)
+        };
+        let result = match allowed {
+            Ok(who) => match &mutation {
+                Mutation::Upload(app) => self.upload(app, &who, &parts.headers, body).await,
+                Mutation::Activate(app, version) => self.activate(app, *version).await,
+                Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
+                Mutation::Delete(app) => self.delete(app).await,
+            },
+            Err(refused) => {
+                // Read what the client sends before refusing, so it gets the
+                // refusal instead of a connection closed under its upload.
+                let _ = read_upload(body, 0, self.max_upload).await;
+                Err(refused)
             }
         };
         let who = who.as_deref();
@@ -267,10 +270,13 @@ impl Admin {
         &self,
         app: &str,
         who: &Authorized,
-        request: Request<Incoming>,
+        headers: &http::HeaderMap,
+        body: Incoming,
     ) -> Result<(StatusCode, Value), ApiError> {
+        // The body first, whatever is wrong with the rest: see read_upload.
+        let bytes = read_upload(body, self.max_upload, DRAIN_LIMIT).await?;
         outpost_store::check_app_name(app)?;
-        let manifest_text = manifest_of(&request)?;
+        let manifest_text = manifest_of(headers)?;
         let manifest = AppManifest::parse(
             Path::new(MANIFEST_FILE),
             &manifest_text,
@@ -295,28 +301,7 @@ impl Admin {
                 ),
             )
         };
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-        if announced.is_some_and(|len| len > self.max_upload) {
-            return Err(too_large());
-        }
-        let limit = usize::try_from(self.max_upload).unwrap_or(usize::MAX);
-        let bytes = Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|err| {
-                if err.is::<LengthLimitError>() {
-                    too_large()
-                } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("reading the upload failed: {err}"),
-                    )
-                }
-            })?
-            .to_bytes();
+        let bytes = bytes.ok_or_else(too_large)?;
         if bytes.is_empty() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -528,6 +513,36 @@ pub(crate) async fn serve(
     }
 }
 
+/// An upload that is refused is still read, and thrown away, up to this
+/// much: a client writing its body would otherwise see the connection closed
+/// under it (a broken pipe) instead of the refusal and its reason.
+const DRAIN_LIMIT: u64 = 1 << 30;
+
+/// Reads a request body: its bytes, or `None` if there are more than `max`
+/// (the rest is read and dropped, until `drain` bytes in all).
+async fn read_upload(mut body: Incoming, max: u64, drain: u64) -> Result<Option<Bytes>, ApiError> {
+    let mut bytes = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reading the upload failed: {err}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen <= max {
+            bytes.extend_from_slice(&data);
+        } else if seen > drain {
+            break;
+        }
+    }
+    Ok((seen <= max).then(|| Bytes::from(bytes)))
+}
+
 /// What the deploy scope may change.
 enum Mutation {
     Upload(String),
@@ -583,14 +598,14 @@ fn load_version(
     })
 }
 
-fn manifest_of(request: &Request<Incoming>) -> Result<String, ApiError> {
+fn manifest_of(headers: &http::HeaderMap) -> Result<String, ApiError> {
     let missing = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("send the app's outpost.toml, base64-encoded, in the {MANIFEST_HEADER} header"),
         )
     };
-    let encoded = request.headers().get(MANIFEST_HEADER).ok_or_else(missing)?;
+    let encoded = headers.get(MANIFEST_HEADER).ok_or_else(missing)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.as_bytes())
         .map_err(|_| missing())?;

@@ -2,7 +2,7 @@
 
 use super::ApiError;
 use crate::config::{AdminToken, Scope};
-use http::{Request, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -26,20 +26,20 @@ impl Tokens {
     }
 
     /// Checks the request's bearer token, then its scope.
-    pub(crate) fn authorize<B>(
+    pub(crate) fn authorize(
         &self,
-        request: &Request<B>,
+        headers: &HeaderMap,
         scope: Scope,
     ) -> Result<Authorized, ApiError> {
-        self.identify(request)?.allowed(scope)
+        self.identify(headers)?.allowed(scope)
     }
 
     /// Finds the request's bearer token among the configured ones,
     /// comparing with all of them, in constant time each, so that timing
     /// tells nothing about which or how much matched.
-    pub(crate) fn identify<B>(&self, request: &Request<B>) -> Result<Identified<'_>, ApiError> {
+    pub(crate) fn identify(&self, headers: &HeaderMap) -> Result<Identified<'_>, ApiError> {
         let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
-        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized(
                 "missing token: send `Authorization: Bearer TOKEN` (the CLI takes --token or OUTPOST_TOKEN)",
             ));
