@@ -5,11 +5,10 @@
 
 use crate::project::Project;
 use crate::serve::{default_cache_dir, shutdown_signal};
-use crate::style;
+use crate::style::{self, out};
 use outpost_core::AppSpec;
 use outpost_server::{AppConfig, AppManifest, AppTable, Node, NodeConfig, Origin, Served};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,14 +45,13 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     }];
     let node = Node::start(config, 1)?;
     // The same first line as `outpost serve`: scripts wait for it.
-    println!("listening on http://{}", node.local_addr());
-    println!(
+    out!("listening on http://{}", node.local_addr());
+    out!(
         "{} {} {}",
         style::ok("serving"),
         style::bold(&manifest.name),
         style::dim("(rebuilds on change; Ctrl-C to stop)")
     );
-    std::io::stdout().flush()?;
     let reloader = Reloader {
         project,
         table: node.table(),
@@ -103,7 +101,7 @@ impl Reloader {
         let started = Instant::now();
         match self.rebuild() {
             Ok(()) => {
-                println!(
+                out!(
                     "{} {} in {:.1} s",
                     style::ok("reloaded"),
                     style::bold(&self.name),
@@ -115,7 +113,6 @@ impl Reloader {
                 eprintln!("{}", style::warn("still serving the last good version"));
             }
         }
-        let _ = std::io::stdout().flush();
     }
 
     fn rebuild(&mut self) -> anyhow::Result<()> {

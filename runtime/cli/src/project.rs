@@ -2,7 +2,7 @@
 //! it to a component.
 
 use crate::exit;
-use crate::style;
+use crate::style::{self, out};
 use anyhow::Context as _;
 use outpost_server::{AppManifest, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
@@ -57,15 +57,15 @@ pub(crate) fn new(args: &NewArgs) -> anyhow::Result<()> {
             .and_then(|()| std::fs::write(&path, contents))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!(
+    out!(
         "{} handler project {}",
         style::ok("created"),
         style::bold(name)
     );
-    println!("  cd {name}");
-    println!("  outpost dev          # serve it on http://127.0.0.1:8787, rebuilding on change");
-    println!("  cargo test           # run its tests");
-    println!("  outpost deploy --remote http://NODE:8081");
+    out!("  cd {name}");
+    out!("  outpost dev          # serve it on http://127.0.0.1:8787, rebuilding on change");
+    out!("  cargo test           # run its tests");
+    out!("  outpost deploy --remote http://NODE:8081");
     Ok(())
 }
 

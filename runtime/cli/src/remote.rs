@@ -3,7 +3,7 @@
 
 use crate::exit::{self, AUTH, CliError};
 use crate::project::Project;
-use crate::style;
+use crate::style::{self, out};
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use outpost_server::MANIFEST_HEADER;
 use serde_json::Value;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -120,7 +120,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<()> {
     let previous = activated["previous"]
         .as_u64()
         .map_or_else(|| "none".to_owned(), |previous| previous.to_string());
-    println!(
+    out!(
         "{} {} version {} ({} bytes, sha256 {}) to {}; previous version {previous}",
         style::ok("deployed"),
         style::bold(&manifest.name),
@@ -141,10 +141,10 @@ pub(crate) fn versions(args: &VersionsArgs) -> anyhow::Result<()> {
             .body(empty())?,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{}",
         style::bold(&format!(
             "{:>8}  {:<14}  {:>10}  {:<20}  {}",
@@ -157,15 +157,15 @@ pub(crate) fn versions(args: &VersionsArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         };
-        println!(
+        out!(
             "{:>8}  {:<14}  {:>10}  {:<20}  {}{marker}",
-            version["version"],
+            version["version"].as_u64().unwrap_or_default(),
             version["sha256"]
                 .as_str()
                 .unwrap_or_default()
                 .get(..12)
                 .unwrap_or_default(),
-            version["size"],
+            version["size"].as_u64().unwrap_or_default(),
             format_time(version["created_unix_ms"].as_u64().unwrap_or_default()),
             version["created_by"].as_str().unwrap_or_default(),
         );
@@ -181,7 +181,7 @@ pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<()> {
         None => format!("/v1/apps/{app}/rollback"),
     };
     let answer = node.send(node.request(Method::POST, &path).body(empty())?)?;
-    println!(
+    out!(
         "{} {} to version {} (was {})",
         style::ok("rolled back"),
         style::bold(&app),
@@ -235,7 +235,7 @@ pub(crate) fn tail(args: &TailArgs) -> anyhow::Result<()> {
 
 fn print_event(data: &str, json: bool) {
     if json {
-        println!("{data}");
+        out!("{data}");
     } else if let Ok(event) = serde_json::from_str::<Value>(data) {
         let id = event["request_id"].as_str().unwrap_or_default();
         match event["type"].as_str() {
@@ -246,7 +246,7 @@ fn print_event(data: &str, json: bool) {
                 } else {
                     style::ok(&status.to_string())
                 };
-                println!(
+                out!(
                     "{} {} {} {status} {:.2} ms",
                     style::dim(id),
                     event["method"].as_str().unwrap_or_default(),
@@ -254,18 +254,17 @@ fn print_event(data: &str, json: bool) {
                     event["duration_us"].as_f64().unwrap_or_default() / 1000.0
                 );
             }
-            Some("log") => println!(
+            Some("log") => out!(
                 "{} {}: {}",
                 style::dim(id),
                 event["stream"].as_str().unwrap_or_default(),
                 event["line"].as_str().unwrap_or_default()
             ),
-            _ => println!("{data}"),
+            _ => out!("{data}"),
         }
     } else {
-        println!("{data}");
+        out!("{data}");
     }
-    let _ = std::io::stdout().flush();
 }
 
 pub(crate) fn token_new(args: &TokenArgs) -> anyhow::Result<()> {
@@ -287,14 +286,14 @@ pub(crate) fn token_new(args: &TokenArgs) -> anyhow::Result<()> {
         .iter()
         .map(|scope| format!("{scope:?}"))
         .collect();
-    println!("token (give it to the CLI as --token or OUTPOST_TOKEN; it is not stored anywhere):");
-    println!("  {token}");
-    println!();
-    println!("node.toml entry (only the hash):");
-    println!("  [[admin.tokens]]");
-    println!("  name = {:?}", args.name);
-    println!("  sha256 = \"{hash}\"");
-    println!("  scopes = [{}]", scopes.join(", "));
+    out!("token (give it to the CLI as --token or OUTPOST_TOKEN; it is not stored anywhere):");
+    out!("  {token}");
+    out!("");
+    out!("node.toml entry (only the hash):");
+    out!("  [[admin.tokens]]");
+    out!("  name = {:?}", args.name);
+    out!("  sha256 = \"{hash}\"");
+    out!("  scopes = [{}]", scopes.join(", "));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `outpost serve`: the node daemon.
 
+use crate::style::out;
 use outpost_server::{Node, NodeConfig};
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -63,10 +63,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Scripts and tests wait for exactly these lines; `listening on` comes
     // last, when everything is up.
     if let Some(admin) = node.admin_addr() {
-        println!("admin API on http://{admin}");
+        out!("admin API on http://{admin}");
     }
-    println!("listening on http://{}", node.local_addr());
-    std::io::stdout().flush()?;
+    out!("listening on http://{}", node.local_addr());
     node.run(shutdown_signal())
 }
 

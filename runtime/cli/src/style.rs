@@ -35,3 +35,22 @@ pub(crate) fn bold(text: &str) -> String {
 pub(crate) fn dim(text: &str) -> String {
     paint("2", text, std::io::stdout().is_terminal())
 }
+
+/// `println!` that ends the process quietly when stdout is closed early
+/// (`outpost versions --json | head`), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::style::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{args}").and_then(|()| stdout.flush())
+        && err.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
