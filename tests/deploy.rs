@@ -566,8 +566,10 @@ async fn cli_new_build_dev_then_edits_are_served() {
         "Ok(Response::text(nonsense + ",
     );
     assert!(
-        server.wait_for_log("still serving the last good version")
-            || server.stdout().contains("still serving"),
+        server.wait_for_log_within(
+            "still serving the last good version",
+            Duration::from_secs(300)
+        ),
         "a failed build is reported:\n{}",
         server.logs()
     );

@@ -148,7 +148,13 @@ impl Outpost {
     /// Waits up to 10 s for the log to contain `needle` (log lines are
     /// written by another process, a little after the response).
     pub fn wait_for_log(&self, needle: &str) -> bool {
-        wait_for(&self.stderr, needle)
+        wait_for(&self.stderr, needle, Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` for the log to contain `needle` (for what
+    /// follows a build, say).
+    pub fn wait_for_log_within(&self, needle: &str, timeout: Duration) -> bool {
+        wait_for(&self.stderr, needle, timeout)
     }
 
     /// Kills the server (SIGKILL) and waits, so its files are closed before
@@ -222,12 +228,12 @@ impl Streaming {
 
     /// Waits up to 10 s for stdout to contain `needle`.
     pub fn wait_for_stdout(&self, needle: &str) -> bool {
-        wait_for(&self.stdout, needle)
+        wait_for(&self.stdout, needle, Duration::from_secs(10))
     }
 
     /// Waits up to 10 s for stderr to contain `needle`.
     pub fn wait_for_stderr(&self, needle: &str) -> bool {
-        wait_for(&self.stderr, needle)
+        wait_for(&self.stderr, needle, Duration::from_secs(10))
     }
 
     /// (stdout, stderr) so far.
@@ -246,8 +252,8 @@ impl Drop for Streaming {
     }
 }
 
-fn wait_for(text: &Mutex<String>, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
+fn wait_for(text: &Mutex<String>, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if text.lock().unwrap().contains(needle) {
             return true;
