@@ -18,11 +18,13 @@ const DEPLOY_TOKEN: &str = "op_deploy_secret_for_tests";
 const READ_TOKEN: &str = "op_read_secret_for_tests";
 const MANIFEST: &str = "schema = 1\nname = \"site\"\nroutes = [\"/\"]\n";
 
-fn node_config(dir: &Path) -> PathBuf {
+/// node.toml with an admin API and two tokens; `extra` goes first (top-level
+/// keys, `[apps.…]` tables).
+fn node_config(dir: &Path, extra: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_upload_mib = 8\n\
+            "{extra}\n[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_upload_mib = 8\n\
              [[admin.tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"read\", \"deploy\"]\n\
              [[admin.tokens]]\nname = \"viewer\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
             outpost_store::sha256_hex(DEPLOY_TOKEN.as_bytes()),
@@ -33,7 +35,11 @@ fn node_config(dir: &Path) -> PathBuf {
 
 /// A node with an admin API and an empty store, in a fresh directory.
 fn start_node(dir: &Path, crash_point: Option<&str>) -> Outpost {
-    let config = node_config(dir);
+    start_node_with(dir, crash_point, "")
+}
+
+fn start_node_with(dir: &Path, crash_point: Option<&str>, extra: &str) -> Outpost {
+    let config = node_config(dir, extra);
     let mut command = Command::new(OUTPOST);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -62,7 +68,18 @@ fn admin_request(
 }
 
 async fn upload(node: &Outpost, component: &[u8], manifest: &str, token: Option<&str>) -> Reply {
-    let request = admin_request(node, http::Method::POST, "/v1/apps/site/versions", token)
+    upload_to(node, "site", component, manifest, token).await
+}
+
+async fn upload_to(
+    node: &Outpost,
+    app: &str,
+    component: &[u8],
+    manifest: &str,
+    token: Option<&str>,
+) -> Reply {
+    let path = format!("/v1/apps/{app}/versions");
+    let request = admin_request(node, http::Method::POST, &path, token)
         .header(
             "outpost-manifest",
             base64::engine::general_purpose::STANDARD.encode(manifest),
@@ -245,6 +262,82 @@ async fn a_rejected_upload_says_why_and_changes_nothing() {
             .count();
         assert_eq!(entries, 0, "state/{sub} is empty");
     }
+}
+
+#[tokio::test]
+async fn operator_apps_stay_the_operators_and_every_upload_is_validated() {
+    let dir = temp_dir();
+    let extra = format!(
+        "lazy_load = true\n[apps.cfg]\ncomponent = {:?}\nroutes = [\"/cfg\"]\n",
+        artifacts::HELLO
+    );
+    let node = start_node_with(dir.path(), None, &extra);
+    let deploy = Some(DEPLOY_TOKEN);
+    assert!(is_hello(&get(&node, "/cfg").await));
+
+    // A deploy token can neither replace nor delete an app of node.toml.
+    let manifest = "schema = 1\nname = \"cfg\"\nroutes = [\"/\"]\n";
+    let reply = upload_to(&node, "cfg", &component(artifacts::ECHO), manifest, deploy).await;
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(
+        reply.text().contains("comes from the node config"),
+        "{}",
+        reply.text()
+    );
+    let reply = admin(&node, http::Method::DELETE, "/v1/apps/cfg", deploy).await;
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(is_hello(&get(&node, "/cfg").await));
+
+    // Nor take its route.
+    let taking = "schema = 1\nname = \"site\"\nroutes = [\"/cfg\"]\n";
+    assert_eq!(
+        upload(&node, &component(artifacts::ECHO), taking, deploy)
+            .await
+            .status,
+        201
+    );
+    let reply = activate(&node, 1).await;
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(
+        reply.text().contains("already served by app \\\"cfg\\\""),
+        "{}",
+        reply.text()
+    );
+    assert!(is_hello(&get(&node, "/cfg").await));
+
+    // With lazy_load, a component already compiled once is still checked
+    // in full on every upload.
+    for _ in 0..2 {
+        let reply = upload(
+            &node,
+            &component(artifacts::IMPORTS_UNKNOWN),
+            MANIFEST,
+            deploy,
+        )
+        .await;
+        assert_eq!(reply.status, 422, "{}", reply.text());
+    }
+
+    // Names that cannot be apps are refused before anything else, and a
+    // tail of an unknown app is a 404, not a silent stream.
+    let reply = admin(
+        &node,
+        http::Method::POST,
+        "/v1/apps/Not..An..App/rollback",
+        deploy,
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let reply = admin(
+        &node,
+        http::Method::GET,
+        "/v1/apps/nobody/tail",
+        Some(READ_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
+    assert!(!audit.contains("Not..An..App"), "{audit}");
 }
 
 /// Uploads hello as version 1 and echo as version 2 of app "site".

@@ -74,8 +74,9 @@ struct Reloader {
 
 impl Reloader {
     fn watch(mut self) {
-        // Snapshots are taken after each build, so whatever the build itself
-        // writes (Cargo.lock, target/) never triggers another one.
+        // The build's own output is not in the snapshot (target/, and
+        // Cargo.lock, which cargo rewrites), so a build never triggers
+        // another one; what was saved during a build triggers the next.
         let mut seen = snapshot(&self.project.dir);
         loop {
             std::thread::sleep(POLL);
@@ -93,7 +94,7 @@ impl Reloader {
                 now = later;
             }
             self.reload();
-            seen = snapshot(&self.project.dir);
+            seen = now;
         }
     }
 
@@ -124,24 +125,23 @@ impl Reloader {
             limits: manifest.limits.clone(),
         };
         let (app, _) = self.runtime.load_app(&spec)?;
+        let served = Served {
+            app,
+            routes: manifest.routes,
+            version: None,
+            origin: Origin::Config,
+        };
+        // A renamed app replaces the old name in the same swap.
         self.table
-            .install(Served {
-                app,
-                routes: manifest.routes,
-                version: None,
-                origin: Origin::Config,
-            })
+            .replace(&self.name, served)
             .map_err(|conflict| anyhow::anyhow!(conflict))?;
-        if manifest.name != self.name {
-            self.table.remove(&self.name);
-            self.name = manifest.name;
-        }
+        self.name = manifest.name;
         Ok(())
     }
 }
 
 /// Modification time and size of every file of the project, except build
-/// output (`target/`) and hidden directories (`.git`).
+/// output (`target/`, `Cargo.lock`) and hidden directories (`.git`).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
     let mut files = BTreeMap::new();
     let mut pending = vec![dir.to_owned()];
@@ -152,7 +152,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name == "target" || name.starts_with('.') {
+            if name == "target" || name == "Cargo.lock" || name.starts_with('.') {
                 continue;
             }
             let Ok(metadata) = entry.metadata() else {

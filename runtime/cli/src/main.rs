@@ -74,9 +74,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::New(args) => project::new(&args),
-        Command::Build { dir } => {
-            project::Project::open(&dir).and_then(|project| project.build().map(drop))
-        }
+        Command::Build { dir } => project::Project::open(&dir)
+            .and_then(|project| project.build())
+            // The path alone on stdout, for scripts: `$(outpost build)`.
+            .map(|component| style::out!("{}", component.display())),
         Command::Dev(args) => dev::run(&args),
         Command::Deploy(args) => remote::deploy(&args),
         Command::Versions(args) => remote::versions(&args),

@@ -109,14 +109,23 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<()> {
         .header(header::CONTENT_LENGTH, size)
         .body(BoxBody::new(Upload::new(bytes)))?;
     let uploaded = node.send(request)?;
-    let version = uploaded["version"].as_u64().unwrap_or_default();
-    let activated = node.send(
-        node.request(
-            Method::POST,
-            &format!("/v1/apps/{}/versions/{version}/activate", manifest.name),
+    let version = uploaded["version"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("the node's answer has no version number: {uploaded}"))?;
+    let activated = node
+        .send(
+            node.request(
+                Method::POST,
+                &format!("/v1/apps/{}/versions/{version}/activate", manifest.name),
+            )
+            .body(empty())?,
         )
-        .body(empty())?,
-    )?;
+        .map_err(|err| {
+            err.context(format!(
+                "version {version} of {} is uploaded but not active; `outpost rollback --to {version}` activates it",
+                manifest.name
+            ))
+        })?;
     let previous = activated["previous"]
         .as_u64()
         .map_or_else(|| "none".to_owned(), |previous| previous.to_string());
@@ -304,7 +313,10 @@ fn hex(bytes: &[u8]) -> String {
 /// The app named on the command line, or the one of ./outpost.toml.
 fn app_name(app: Option<&str>) -> anyhow::Result<String> {
     match app {
-        Some(app) => Ok(app.to_owned()),
+        Some(app) => {
+            outpost_store::check_app_name(app).map_err(|err| exit::usage(err.to_string()))?;
+            Ok(app.to_owned())
+        }
         None => Ok(Project::open(Path::new("."))
             .map_err(|_| exit::usage("name the app, or run this in its project directory"))?
             .manifest()?

@@ -72,6 +72,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.request.set(request_id);
         state.cpu.used_ticks = 0;
+        state.memory.hit = false;
         self.store.set_epoch_deadline(1);
     }
 

@@ -126,19 +126,7 @@ impl Runtime {
     /// Nothing here happens again per request.
     pub fn load_app(&self, spec: &AppSpec) -> Result<(App, Provenance), LoadError> {
         let path = &spec.component;
-        let read_error = |source| LoadError::Read {
-            path: path.clone(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(read_error)?.len();
-        if size > self.config.max_component_size {
-            return Err(LoadError::TooLarge {
-                path: path.clone(),
-                size,
-                limit: self.config.max_component_size,
-            });
-        }
-        let bytes = std::fs::read(path).map_err(read_error)?;
+        let bytes = self.read_component(path)?;
         let mut limits = spec.limits.clone();
         limits.memory = limits.memory.min(self.config.max_memory);
         let pool = self.pool.clone();
@@ -166,6 +154,38 @@ impl Runtime {
             App::new(&spec.name, Ok(pre), limits, pool, tail),
             provenance,
         ))
+    }
+}
+
+impl Runtime {
+    /// Checks that a component would load: size, compilation (cached like
+    /// any other), imports within the handler world, the handler export.
+    /// Always all of it, whatever `lazy_load` says: this is how uploads are
+    /// validated before they are stored.
+    pub fn validate(&self, path: &Path) -> Result<(), LoadError> {
+        let bytes = self.read_component(path)?;
+        let artifact = self.shared.cache.artifact_for(path, &bytes)?;
+        let (component, _) =
+            self.shared
+                .cache
+                .load(&self.shared.engine, path, &bytes, &artifact)?;
+        self.shared.link(path, &component).map(drop)
+    }
+
+    fn read_component(&self, path: &Path) -> Result<Vec<u8>, LoadError> {
+        let read_error = |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > self.config.max_component_size {
+            return Err(LoadError::TooLarge {
+                path: path.to_owned(),
+                size,
+                limit: self.config.max_component_size,
+            });
+        }
+        std::fs::read(path).map_err(read_error)
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct Admin {
     runtime: Arc<Runtime>,
     /// The store; the lock also serializes every mutation.
     store: tokio::sync::Mutex<AppStore>,
+    /// Uploads are validated (compiled) one at a time.
+    compiling: tokio::sync::Mutex<()>,
     tokens: Tokens,
     audit: Audit,
     max_upload: u64,
@@ -67,15 +69,15 @@ impl Admin {
         let store = AppStore::open(&config.state_dir)?;
         let mut deployed = Vec::new();
         for name in store.apps()? {
-            let Some(version) = store.active(&name)? else {
-                continue;
-            };
-            let blob = store.blob_path(&version.sha256);
-            let served = load_version(&runtime, &name, &blob, &version).map_err(|(_, err)| {
-                anyhow::anyhow!("deployed app {name} version {}: {err}", version.version)
-            })?;
-            tracing::info!("app {name}: version {} from the store", version.version);
-            deployed.push(served);
+            // One bad stored app must not keep the node (and the admin API
+            // that can fix it) down: it is skipped, loudly.
+            match load_active(&runtime, &store, &table, &name) {
+                Ok(Some(served)) => deployed.push(served),
+                Ok(None) => {}
+                Err(err) => tracing::error!(
+                    "deployed app {name} is not served: {err}; activate another version or delete the app"
+                ),
+            }
         }
         table
             .install_all(deployed)
@@ -84,6 +86,7 @@ impl Admin {
             table,
             runtime,
             store: tokio::sync::Mutex::new(store),
+            compiling: tokio::sync::Mutex::new(()),
             tokens: Tokens::new(config.tokens.clone()),
             audit: Audit::open(&config.state_dir.join("audit.log"))?,
             max_upload: config.max_upload,
@@ -116,10 +119,14 @@ impl Admin {
                 }
                 .await
             }
-            (&Method::GET, ["v1", "apps", app, "tail"]) => self
-                .tokens
-                .authorize(request.headers(), Scope::Read)
-                .map(|_| sse::tail(&self.runtime, app)),
+            (&Method::GET, ["v1", "apps", app, "tail"]) => {
+                async {
+                    self.tokens.authorize(request.headers(), Scope::Read)?;
+                    self.check_exists(app).await?;
+                    Ok(sse::tail(&self.runtime, app))
+                }
+                .await
+            }
             (&Method::POST, ["v1", "apps", app, "versions"]) => {
                 self.mutate(request, Mutation::Upload((*app).to_owned()))
                     .await
@@ -173,6 +180,13 @@ impl Admin {
         mutation: Mutation,
     ) -> Result<Response<AdminBody>, ApiError> {
         let (parts, body) = request.into_parts();
+        let (action, app) = mutation.describe();
+        if let Err(invalid) = outpost_store::check_app_name(app) {
+            // Not audited: nothing can happen to an app that cannot exist,
+            // and a client-chosen 64 KiB name has no place in the log.
+            drain(body, self.max_upload).await;
+            return Err(invalid.into());
+        }
         let (who, allowed) = match self.tokens.identify(&parts.headers) {
             Ok(token) => (Some(token.name().to_owned()), token.allowed(Scope::Deploy)),
             Err(unknown) => (None, Err(unknown)),
@@ -185,14 +199,11 @@ impl Admin {
                 Mutation::Delete(app) => self.delete(app).await,
             },
             Err(refused) => {
-                // Read what the client sends before refusing, so it gets the
-                // refusal instead of a connection closed under its upload.
-                let _ = read_upload(body, 0, self.max_upload).await;
+                drain(body, self.max_upload).await;
                 Err(refused)
             }
         };
         let who = who.as_deref();
-        let (action, app) = mutation.describe();
         match &result {
             Ok((status, value)) => self.audit.record(who, action, app, *status, value),
             Err(err) => {
@@ -275,7 +286,6 @@ impl Admin {
     ) -> Result<(StatusCode, Value), ApiError> {
         // The body first, whatever is wrong with the rest: see read_upload.
         let bytes = read_upload(body, self.max_upload, DRAIN_LIMIT).await?;
-        outpost_store::check_app_name(app)?;
         let manifest_text = manifest_of(headers)?;
         let manifest = AppManifest::parse(
             Path::new(MANIFEST_FILE),
@@ -309,22 +319,22 @@ impl Admin {
             ));
         }
 
-        let store = self.store.lock().await;
-        let staged = store.stage(&bytes)?;
+        self.refuse_config_app(app)?;
+        let staged = self.store.lock().await.stage(&bytes)?;
         // Validation compiles the component (and caches the artifact, so the
         // activation that follows is fast): it must be a component, import
-        // only the handler world, export wasi:http/incoming-handler.
-        let spec = AppSpec {
-            name: app.to_owned(),
-            component: staged.path().to_owned(),
-            limits: manifest.limits.clone(),
-        };
+        // only the handler world, export wasi:http/incoming-handler. One
+        // compile at a time, and without the store lock: activations and
+        // rollbacks go on meanwhile.
+        let compiling = self.compiling.lock().await;
         let runtime = self.runtime.clone();
+        let path = staged.path().to_owned();
         let compiled = tokio::time::timeout(
             COMPILE_TIMEOUT,
-            tokio::task::spawn_blocking(move || runtime.load_app(&spec).map(drop)),
+            tokio::task::spawn_blocking(move || runtime.validate(&path)),
         )
         .await;
+        drop(compiling);
         match compiled {
             Err(_elapsed) => {
                 return Err(ApiError::new(
@@ -349,6 +359,7 @@ impl Admin {
             }
             Ok(Ok(Ok(()))) => {}
         }
+        let store = self.store.lock().await;
         let sha256 = store.commit(staged)?;
         let version = store.record_version(app, &sha256, &manifest_text, &who.name)?;
         tracing::info!(
@@ -373,11 +384,43 @@ impl Admin {
                 "the version must be a number, as in /versions/3/activate",
             ));
         };
+        self.refuse_config_app(app)?;
         let store = self.store.lock().await;
         self.switch_to(&store, app, version).await
     }
 
+    /// 404 unless `app` is served or stored.
+    async fn check_exists(&self, app: &str) -> Result<(), ApiError> {
+        outpost_store::check_app_name(app)?;
+        if self.table.get(app).is_some() || !self.store.lock().await.versions(app)?.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no app {app} on this node"),
+        ))
+    }
+
+    /// Apps from node.toml belong to the operator: a deploy token can
+    /// neither replace nor remove them.
+    fn refuse_config_app(&self, app: &str) -> Result<(), ApiError> {
+        if self
+            .table
+            .get(app)
+            .is_some_and(|served| served.origin == Origin::Config)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "app {app} comes from the node config; deploy under another name, or change node.toml"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn rollback(&self, app: &str, to: Option<&str>) -> Result<(StatusCode, Value), ApiError> {
+        self.refuse_config_app(app)?;
         let store = self.store.lock().await;
         let target = match to {
             Some(to) => to.parse::<u64>().map_err(|_| {
@@ -452,17 +495,8 @@ impl Admin {
     }
 
     async fn delete(&self, app: &str) -> Result<(StatusCode, Value), ApiError> {
+        self.refuse_config_app(app)?;
         let store = self.store.lock().await;
-        if self
-            .table
-            .get(app)
-            .is_some_and(|served| served.origin == Origin::Config)
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("app {app} comes from the node config; remove it from node.toml instead"),
-            ));
-        }
         let removed = self.table.remove(app).is_some();
         let deleted = store.delete_app(app)?;
         if !removed && !deleted {
@@ -543,6 +577,17 @@ async fn read_upload(mut body: Incoming, max: u64, drain: u64) -> Result<Option<
     Ok((seen <= max).then(|| Bytes::from(bytes)))
 }
 
+/// How long a refused request's body is read before the connection is
+/// simply closed.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and drops a refused request's body, so the client gets the
+/// refusal instead of a connection closed under its upload; bounded in bytes
+/// and time.
+async fn drain(body: Incoming, limit: u64) {
+    let _ = tokio::time::timeout(DRAIN_TIME, read_upload(body, 0, limit)).await;
+}
+
 /// What the deploy scope may change.
 enum Mutation {
     Upload(String),
@@ -561,6 +606,27 @@ impl Mutation {
             Self::Delete(app) => ("delete", app),
         }
     }
+}
+
+/// The active version of a stored app, loaded, unless it has none. An app
+/// named like an app of node.toml is refused: the node config wins.
+fn load_active(
+    runtime: &Runtime,
+    store: &AppStore,
+    table: &AppTable,
+    name: &str,
+) -> Result<Option<Served>, String> {
+    let Some(version) = store.active(name).map_err(|err| err.to_string())? else {
+        return Ok(None);
+    };
+    if table.get(name).is_some() {
+        return Err("node.toml has an app of the same name".into());
+    }
+    let served = load_version(runtime, name, &store.blob_path(&version.sha256), &version)
+        .map_err(|(_, err)| format!("version {}: {err}", version.version))?;
+    table.check_routes(name, &served.routes)?;
+    tracing::info!("app {name}: version {} from the store", version.version);
+    Ok(Some(served))
 }
 
 /// Loads a stored version for serving, with the routes and limits of its

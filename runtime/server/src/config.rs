@@ -75,7 +75,8 @@ impl fmt::Display for Scope {
 pub const DEFAULT_ADMIN_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8081);
 
-/// The default cap on uploaded components: the runtime's component size cap.
+/// The default and largest cap on uploaded components: the runtime's
+/// component size cap.
 const DEFAULT_MAX_UPLOAD_MIB: u64 = 64;
 
 /// One app of a node.
@@ -361,6 +362,13 @@ impl RawAdmin {
                     max.span(),
                     "admin.max_upload_mib".into(),
                     "must be at least 1".into(),
+                ));
+            }
+            Some(max) if *max.get_ref() > DEFAULT_MAX_UPLOAD_MIB => {
+                return Err(at(
+                    max.span(),
+                    "admin.max_upload_mib".into(),
+                    format!("at most {DEFAULT_MAX_UPLOAD_MIB}: the largest component a node loads"),
                 ));
             }
             Some(max) => *max.get_ref(),

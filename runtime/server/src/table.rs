@@ -80,6 +80,20 @@ impl AppTable {
         Ok(())
     }
 
+    /// Serves `served` in place of the app called `old` (a renamed app), in
+    /// one swap: its routes may be the old app's.
+    pub fn replace(&self, old: &str, served: Served) -> Result<(), String> {
+        let mut apps = self.apps.lock().expect("app table lock");
+        let mut next = apps.clone();
+        next.remove(old);
+        let name = served.app.name().to_owned();
+        route_conflict(&next, &name, &served.routes)?;
+        next.insert(name, served);
+        *apps = next;
+        self.rebuild(&apps);
+        Ok(())
+    }
+
     /// Whether `app` could serve `routes` without taking another app's.
     pub fn check_routes(&self, app: &str, routes: &[Route]) -> Result<(), String> {
         route_conflict(&self.apps.lock().expect("app table lock"), app, routes)

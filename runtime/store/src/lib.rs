@@ -37,7 +37,8 @@ pub const KEEP_VERSIONS: usize = 50;
 /// One uploaded version of an app.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Version {
-    /// 1, 2, 3… per app; numbers are never reused.
+    /// 1, 2, 3… per app; never reused while the app exists (a deleted
+    /// app starts again at 1).
     pub version: u64,
     /// sha256 of the component, hex.
     pub sha256: String,
@@ -75,18 +76,34 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError 
     move |source| StoreError::Io { context, source }
 }
 
-/// The store at one root directory.
+/// The store at one root directory, locked against other processes for
+/// as long as it is open.
 #[derive(Debug)]
 pub struct AppStore {
     root: PathBuf,
+    _lock: File,
 }
 
 impl AppStore {
     /// Opens (creating if needed) the store at `root` and removes what
     /// interrupted writes left behind.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(root).map_err(io_error(format!("cannot create {}", root.display())))?;
+        // One process per store: a second node on the same state_dir would
+        // remove the first one's uploads in progress as leftovers, and both
+        // would number versions on their own.
+        let lock_path = root.join("lock");
+        let lock = File::create(&lock_path)
+            .map_err(io_error(format!("cannot create {}", lock_path.display())))?;
+        if let Err(err) = lock.try_lock() {
+            return Err(StoreError::Invalid(format!(
+                "{} is in use by another outpost process ({err}); give each node its own admin.state_dir",
+                root.display()
+            )));
+        }
         let store = Self {
             root: root.to_owned(),
+            _lock: lock,
         };
         for dir in [store.blobs_dir(), store.apps_dir(), store.staging_dir()] {
             fs::create_dir_all(&dir)
@@ -144,7 +161,14 @@ impl AppStore {
             .map_err(|_| StoreError::NotFound(format!("no stored component {sha256}")))?
             .len();
         let dir = self.versions_dir(app);
-        fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+        if !dir.exists() {
+            // A new app: its directories must survive a power cut as much
+            // as the files in them.
+            fs::create_dir_all(&dir)
+                .map_err(io_error(format!("cannot create {}", dir.display())))?;
+            sync_dir(&self.app_dir(app))?;
+            sync_dir(&self.apps_dir())?;
+        }
         let last = self.version_numbers(app)?.last().copied().unwrap_or(0);
         let version = Version {
             version: last + 1,
@@ -275,6 +299,9 @@ impl AppStore {
                     .map_err(io_error(format!("cannot remove {}", path.display())))?;
             }
         }
+        // The records go first, durably: a blob is never gone while a
+        // version still names it.
+        sync_dir(&self.versions_dir(app))?;
         self.collect_garbage()
     }
 
@@ -305,7 +332,7 @@ impl AppStore {
                     .map_err(io_error(format!("cannot remove {}", path.display())))?;
             }
         }
-        Ok(())
+        sync_dir(&dir)
     }
 
     fn version_numbers(&self, app: &str) -> Result<Vec<u64>, StoreError> {
@@ -575,6 +602,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("apps/.deleted-old-1-1")).unwrap();
         let staged = dir.path().join("staging/abc.1-1.tmp");
         fs::write(&staged, b"half a component").unwrap();
+        drop(store);
         let store = AppStore::open(dir.path()).unwrap();
         assert!(!tmp.exists());
         assert!(!staged.exists());
@@ -591,6 +619,20 @@ mod tests {
         drop(staged);
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn one_process_per_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AppStore::open(dir.path()).unwrap();
+        let err = AppStore::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("in use by another outpost process"),
+            "{err}"
+        );
+        drop(first);
+        AppStore::open(dir.path()).unwrap();
     }
 
     #[test]
