@@ -296,21 +296,30 @@ impl AppInner {
             .map(Warm::take)
     }
 
-    /// Hands a finished instance over for teardown after the response is
-    /// out. The first instance retired since the last teardown spawns a
-    /// task that tears down all of them and makes the next instance ahead
-    /// of its request: on a front-end worker that task runs once the
-    /// connection's task has written the response and yielded, so neither
-    /// the memory reset (a `PAGEMAP_SCAN` plus copying dirty pages back from
-    /// the image) nor the next instantiation delays a client.
+    /// Tears a finished instance down after the response is out, when the
+    /// worker has time for it. An instance retired while no teardown is
+    /// pending is handed to a task that tears it down and makes the app's
+    /// next instance ahead of its request: on a front-end worker that task
+    /// runs once the connection's task has written the response and
+    /// yielded, so neither the memory reset (a `PAGEMAP_SCAN` plus copying
+    /// dirty pages back from the image) nor the next instantiation delays a
+    /// client. An instance retired while that task is still pending means a
+    /// burst of requests: it is torn down at once, as the deferred work
+    /// would only pile up (HTTP/2 with 640 streams served 8 % fewer
+    /// requests when every teardown waited).
     fn retire(self: &Arc<Self>, spent: Instance) {
-        let first = {
+        let spent = {
             let mut retired = self.retired.lock().expect("retired list lock");
-            retired.push(spent);
-            retired.len() == 1
+            if retired.is_empty() {
+                retired.push(spent);
+                None
+            } else {
+                Some(spent)
+            }
         };
-        if first {
-            tokio::spawn(self.clone().recycle());
+        match spent {
+            None => drop(tokio::spawn(self.clone().recycle())),
+            Some(spent) => drop(spent),
         }
     }
 
