@@ -1,5 +1,5 @@
 use crate::instance::{Instance, InstancePool, Warm};
-use crate::limits::LimitedBody;
+use crate::limits::{LimitedBody, drain};
 use crate::runtime::EPOCH_TICK;
 use crate::state::RequestState;
 use crate::tail::{RequestSummary, Tail};
@@ -167,6 +167,7 @@ impl App {
         let inner = &self.inner;
         let limit = inner.limits.request_body;
         if content_length(request.headers()).is_some_and(|len| len > limit) {
+            drain(request.into_body(), limit).await;
             return Err(Failure::BodyTooLarge { limit });
         }
         inner.ensure_loaded()?;

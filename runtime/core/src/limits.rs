@@ -31,6 +31,25 @@ impl Default for Limits {
     }
 }
 
+/// Reads and drops a refused request body, like a web server's lingering
+/// close: a client still sending would otherwise have its connection reset
+/// under it and might never read the 413. Bounded: four times the limit
+/// (at least 1 MiB), for at most 5 s; past that the connection just closes.
+pub(crate) async fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B, limit: u64) {
+    use http_body_util::BodyExt as _;
+    let max = limit.saturating_mul(4).max(1 << 20);
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if seen > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+}
+
 /// Caps linear-memory growth of one instance and remembers whether the cap
 /// was hit, so a trap that follows can be reported as a memory-limit kill.
 pub(crate) struct MemoryLimiter {
