@@ -135,8 +135,7 @@ pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<()> {
         style::bold(&manifest.name),
         style::bold(&version.to_string()),
         size,
-        &uploaded["sha256"].as_str().unwrap_or_default()
-            [..12.min(uploaded["sha256"].as_str().unwrap_or_default().len())],
+        short_sha(&uploaded["sha256"]),
         node.base
     );
     Ok(())
@@ -169,11 +168,7 @@ pub(crate) fn versions(args: &VersionsArgs) -> anyhow::Result<()> {
         out!(
             "{:>8}  {:<14}  {:>10}  {:<20}  {}{marker}",
             version["version"].as_u64().unwrap_or_default(),
-            version["sha256"]
-                .as_str()
-                .unwrap_or_default()
-                .get(..12)
-                .unwrap_or_default(),
+            short_sha(&version["sha256"]),
             version["size"].as_u64().unwrap_or_default(),
             format_time(version["created_unix_ms"].as_u64().unwrap_or_default()),
             version["created_by"].as_str().unwrap_or_default(),
@@ -304,6 +299,13 @@ pub(crate) fn token_new(args: &TokenArgs) -> anyhow::Result<()> {
     out!("  sha256 = \"{hash}\"");
     out!("  scopes = [{}]", scopes.join(", "));
     Ok(())
+}
+
+/// The first 12 hex digits of a sha256 in a node's answer, as git shows
+/// commits.
+fn short_sha(sha256: &Value) -> &str {
+    let sha256 = sha256.as_str().unwrap_or_default();
+    sha256.get(..12).unwrap_or(sha256)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -63,8 +63,9 @@ struct AppInner {
     stats: AppStats,
     /// Instances made ahead of their requests, at most [`WARM_PER_APP`].
     warm: Mutex<Vec<Warm>>,
-    /// Instances whose requests are answered, waiting for teardown.
-    retired: Mutex<Vec<Instance>>,
+    /// An instance whose request is answered, waiting for its teardown
+    /// task.
+    retired: Mutex<Option<Instance>>,
 }
 
 /// Warm instances kept per app: one per busy worker thread of a small node.
@@ -101,7 +102,7 @@ impl App {
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
-                retired: Mutex::new(Vec::new()),
+                retired: Mutex::new(None),
             }),
         }
     }
@@ -309,29 +310,25 @@ impl AppInner {
     /// would only pile up (HTTP/2 with 640 streams served 8 % fewer
     /// requests when every teardown waited).
     fn retire(self: &Arc<Self>, spent: Instance) {
-        let spent = {
-            let mut retired = self.retired.lock().expect("retired list lock");
-            if retired.is_empty() {
-                retired.push(spent);
-                None
-            } else {
-                Some(spent)
-            }
-        };
-        match spent {
-            None => drop(tokio::spawn(self.clone().recycle())),
-            Some(spent) => drop(spent),
+        let mut retired = self.retired.lock().expect("retired lock");
+        if retired.is_some() {
+            drop(retired);
+            drop(spent);
+        } else {
+            *retired = Some(spent);
+            drop(retired);
+            tokio::spawn(self.clone().recycle());
         }
     }
 
-    /// Tears down retired instances now. A request calls this before it
+    /// Tears down the retired instance now. A request calls this before it
     /// takes an instance: under load, requests follow each other before the
     /// teardown task runs, and an instance freed right before the next one
     /// is made lets that one reuse its pool slot while it is still in the
     /// CPU's caches (HTTP/2 with many streams served 30 % fewer requests
     /// when every teardown waited for the task).
     fn tear_down_spent(&self) {
-        let spent = std::mem::take(&mut *self.retired.lock().expect("retired list lock"));
+        let spent = self.retired.lock().expect("retired lock").take();
         drop(spent);
     }
 

@@ -94,14 +94,8 @@ impl Admin {
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<AdminBody> {
-        let segments: Vec<String> = request
-            .uri()
-            .path()
-            .trim_matches('/')
-            .split('/')
-            .map(str::to_owned)
-            .collect();
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = request.method().clone();
         let result = match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "health"]) => {

@@ -56,42 +56,27 @@ impl AppTable {
     /// version served before. Refused, changing nothing, if another app
     /// claims one of its routes.
     pub fn install(&self, served: Served) -> Result<Option<Served>, String> {
-        let mut apps = self.apps.lock().expect("app table lock");
-        let name = served.app.name().to_owned();
-        route_conflict(&apps, &name, &served.routes)?;
-        let previous = apps.insert(name, served);
-        self.rebuild(&apps);
-        Ok(previous)
+        self.update(|apps| add(apps, served))
     }
 
     /// Serves many apps at once, with one router rebuild (a node starting
     /// with 1,000 apps would otherwise build 1,000 routers). Refused,
     /// changing nothing, if any two claim the same route.
     pub fn install_all(&self, served: Vec<Served>) -> Result<(), String> {
-        let mut apps = self.apps.lock().expect("app table lock");
-        let mut next = apps.clone();
-        for served in served {
-            let name = served.app.name().to_owned();
-            route_conflict(&next, &name, &served.routes)?;
-            next.insert(name, served);
-        }
-        *apps = next;
-        self.rebuild(&apps);
-        Ok(())
+        self.update(|apps| {
+            served
+                .into_iter()
+                .try_for_each(|served| add(apps, served).map(drop))
+        })
     }
 
     /// Serves `served` in place of the app called `old` (a renamed app), in
     /// one swap: its routes may be the old app's.
     pub fn replace(&self, old: &str, served: Served) -> Result<(), String> {
-        let mut apps = self.apps.lock().expect("app table lock");
-        let mut next = apps.clone();
-        next.remove(old);
-        let name = served.app.name().to_owned();
-        route_conflict(&next, &name, &served.routes)?;
-        next.insert(name, served);
-        *apps = next;
-        self.rebuild(&apps);
-        Ok(())
+        self.update(|apps| {
+            apps.remove(old);
+            add(apps, served).map(drop)
+        })
     }
 
     /// Whether `app` could serve `routes` without taking another app's.
@@ -101,12 +86,8 @@ impl AppTable {
 
     /// Stops serving an app. Requests already routed to it finish.
     pub fn remove(&self, name: &str) -> Option<Served> {
-        let mut apps = self.apps.lock().expect("app table lock");
-        let removed = apps.remove(name);
-        if removed.is_some() {
-            self.rebuild(&apps);
-        }
-        removed
+        self.update(|apps| Ok(apps.remove(name)))
+            .expect("removing an app cannot conflict")
     }
 
     /// The app called `name`, as served now.
@@ -124,6 +105,20 @@ impl AppTable {
             .collect()
     }
 
+    /// Applies `change` to a copy of the apps; if it succeeds, the copy
+    /// becomes the table and the router is rebuilt from it.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, Served>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut apps = self.apps.lock().expect("app table lock");
+        let mut next = apps.clone();
+        let outcome = change(&mut next)?;
+        *apps = next;
+        self.rebuild(&apps);
+        Ok(outcome)
+    }
+
     fn rebuild(&self, apps: &BTreeMap<String, Served>) {
         let routes = apps
             .values()
@@ -136,6 +131,13 @@ impl AppTable {
             .collect();
         self.router.store(Arc::new(Router::new(routes)));
     }
+}
+
+/// Adds or replaces an app, unless another app has one of its routes.
+fn add(apps: &mut BTreeMap<String, Served>, served: Served) -> Result<Option<Served>, String> {
+    let name = served.app.name().to_owned();
+    route_conflict(apps, &name, &served.routes)?;
+    Ok(apps.insert(name, served))
 }
 
 fn route_conflict(
