@@ -18,6 +18,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "memory-bomb",
             "no-response",
             "imports-unknown",
+            "hog",
         ],
     ),
 ];

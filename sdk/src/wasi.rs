@@ -3,7 +3,7 @@
 use crate::{Error, Request, Response};
 use bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, IncomingRequest, Method as WasiMethod, OutgoingBody,
-    OutgoingResponse, ResponseOutparam,
+    OutgoingResponse, ResponseOutparam, http_error_code,
 };
 use bindings::wasi::io::streams::{OutputStream, StreamError};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -100,10 +100,22 @@ fn read_body(body: IncomingBody) -> crate::Result<Vec<u8>> {
             Ok(chunk) => bytes.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(err)) => {
-                return Err(Error::bad_request(format!(
-                    "reading the request body failed: {}",
-                    err.to_debug_string()
-                )));
+                // The host says why: the client was too slow (408), or sent
+                // more than the app's body limit (413).
+                return Err(match http_error_code(&err) {
+                    Some(ErrorCode::ConnectionReadTimeout) => Error::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time",
+                    ),
+                    Some(ErrorCode::HttpRequestBodySize(_)) => Error::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request body is larger than this app accepts",
+                    ),
+                    _ => Error::bad_request(format!(
+                        "reading the request body failed: {}",
+                        err.to_debug_string()
+                    )),
+                });
             }
         }
     }

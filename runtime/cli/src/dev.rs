@@ -6,7 +6,7 @@
 use crate::project::Project;
 use crate::serve::{default_cache_dir, shutdown_signal};
 use crate::style::{self, out};
-use outpost_core::AppSpec;
+use outpost_core::{AppSpec, Limits};
 use outpost_server::{AppConfig, AppManifest, AppTable, Node, NodeConfig, Origin, Served};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,10 +33,12 @@ pub(crate) struct DevArgs {
 
 pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
-    let manifest = project.manifest()?;
+    // The dev server is a node with the default maxima, like production.
+    let maxima = Limits::node_maxima();
+    let manifest = project.manifest(&maxima)?;
     let component = project.build()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir());
+    let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir()?);
     config.apps = vec![AppConfig {
         name: manifest.name.clone(),
         component,
@@ -117,7 +119,7 @@ impl Reloader {
     }
 
     fn rebuild(&mut self) -> anyhow::Result<()> {
-        let manifest: AppManifest = self.project.manifest()?;
+        let manifest: AppManifest = self.project.manifest(&Limits::node_maxima())?;
         let component = self.project.build()?;
         let spec = AppSpec {
             name: manifest.name.clone(),

@@ -4,6 +4,7 @@
 use crate::exit;
 use crate::style::{self, out};
 use anyhow::Context as _;
+use outpost_core::Limits;
 use outpost_server::{AppManifest, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -149,9 +150,11 @@ impl Project {
         })
     }
 
-    /// Reads and validates the project's outpost.toml.
-    pub(crate) fn manifest(&self) -> anyhow::Result<AppManifest> {
-        Ok(AppManifest::load(&self.dir, u64::MAX)?)
+    /// Reads and validates the project's outpost.toml, with its limits
+    /// checked against a node's `maxima` (`Limits::unbounded()` when the
+    /// node will check them itself).
+    pub(crate) fn manifest(&self, maxima: &Limits) -> anyhow::Result<AppManifest> {
+        Ok(AppManifest::load(&self.dir, maxima)?)
     }
 
     /// `cargo build --release --target wasm32-wasip2`, with the compiler's

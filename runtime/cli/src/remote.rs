@@ -13,6 +13,7 @@ use http_body_util::{BodyExt as _, Empty, combinators::BoxBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use outpost_core::{Limits, printable};
 use outpost_server::MANIFEST_HEADER;
 use serde_json::Value;
 use std::io::IsTerminal as _;
@@ -87,7 +88,8 @@ pub(crate) struct TokenArgs {
 
 pub(crate) fn deploy(args: &DeployArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
-    let manifest = project.manifest()?;
+    // The node checks the limits against its own maxima.
+    let manifest = project.manifest(&Limits::unbounded())?;
     let manifest_text = std::fs::read_to_string(project.dir.join(outpost_server::MANIFEST_FILE))?;
     let node = Node::connect(&args.remote)?;
     let component = project.build()?;
@@ -252,22 +254,24 @@ fn print_event(data: &str, json: bool) {
                 };
                 out!(
                     "{} {} {} {status} {:.2} ms",
-                    style::dim(id),
-                    event["method"].as_str().unwrap_or_default(),
-                    event["path"].as_str().unwrap_or_default(),
+                    style::dim(&printable(id)),
+                    printable(event["method"].as_str().unwrap_or_default()),
+                    printable(event["path"].as_str().unwrap_or_default()),
                     event["duration_us"].as_f64().unwrap_or_default() / 1000.0
                 );
             }
+            // Escaped again here: whatever the node sends, a guest's output
+            // never reaches the terminal as control sequences.
             Some("log") => out!(
                 "{} {}: {}",
-                style::dim(id),
-                event["stream"].as_str().unwrap_or_default(),
-                event["line"].as_str().unwrap_or_default()
+                style::dim(&printable(id)),
+                printable(event["stream"].as_str().unwrap_or_default()),
+                printable(event["line"].as_str().unwrap_or_default())
             ),
-            _ => out!("{data}"),
+            _ => out!("{}", printable(data)),
         }
     } else {
-        out!("{data}");
+        out!("{}", printable(data));
     }
 }
 
@@ -321,7 +325,7 @@ fn app_name(app: Option<&str>) -> anyhow::Result<String> {
         }
         None => Ok(Project::open(Path::new("."))
             .map_err(|_| exit::usage("name the app, or run this in its project directory"))?
-            .manifest()?
+            .manifest(&Limits::unbounded())?
             .name),
     }
 }

@@ -37,7 +37,10 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache_dir = match args.cache_dir.clone() {
+        Some(dir) => dir,
+        None => default_cache_dir()?,
+    };
     let mut config = match (&args.component, &args.config) {
         (Some(component), _) => NodeConfig::single(
             component.clone(),
@@ -94,10 +97,23 @@ pub(crate) async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub(crate) fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/outpost`, else `~/.cache/outpost`. Never a directory
+/// relative to wherever the node was started: the cache holds machine code
+/// the node runs.
+pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("outpost")
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })
+        .ok_or_else(|| {
+            crate::exit::usage(
+                "no directory for precompiled components: neither XDG_CACHE_HOME nor HOME is set; \
+                 give one with --cache-dir or OUTPOST_CACHE_DIR (or cache_dir in node.toml)",
+            )
+        })?;
+    Ok(base.join("outpost"))
 }

@@ -1,7 +1,8 @@
-use crate::instance::{Instance, InstancePool, Warm};
-use crate::limits::{LimitedBody, drain};
-use crate::runtime::EPOCH_TICK;
-use crate::state::RequestState;
+use crate::cpu::Metered;
+use crate::escape::truncated_printable;
+use crate::instance::{Instance, InstancePool, Slots, Warm};
+use crate::limits::LimitedBody;
+use crate::state::{MAX_RESOURCES, RequestState};
 use crate::tail::{RequestSummary, Tail};
 use crate::{Failure, Limits, LoadError, RequestId};
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::oneshot;
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -57,8 +59,7 @@ struct AppInner {
     /// Set when `pre` is filled on first use instead of at load.
     loader: Option<Loader>,
     limits: Limits,
-    cpu_ticks: u64,
-    pool: InstancePool,
+    slots: Slots,
     tail: Tail,
     stats: AppStats,
     /// Instances made ahead of their requests, at most [`WARM_PER_APP`].
@@ -82,11 +83,6 @@ impl App {
         pool: InstancePool,
         tail: Tail,
     ) -> Self {
-        let cpu_ticks = limits
-            .cpu_time
-            .as_micros()
-            .div_ceil(EPOCH_TICK.as_micros())
-            .max(1);
         let (pre, loader) = match code {
             Ok(pre) => (OnceLock::from(pre), None),
             Err(loader) => (OnceLock::new(), Some(loader)),
@@ -96,9 +92,8 @@ impl App {
                 name: name.into(),
                 pre,
                 loader,
-                cpu_ticks: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
+                slots: Slots::new(pool, limits.instances),
                 limits,
-                pool,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -110,6 +105,11 @@ impl App {
     /// The app's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The app's per-request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Requests served and failed by this app (this version of it).
@@ -166,42 +166,50 @@ impl App {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let inner = &self.inner;
-        let limit = inner.limits.request_body;
-        if content_length(request.headers()).is_some_and(|len| len > limit) {
-            drain(request.into_body(), limit).await;
-            return Err(Failure::BodyTooLarge { limit });
-        }
         inner.ensure_loaded()?;
+        let limit = inner.limits.request_body;
         let request = request.map(|body| LimitedBody::new(body, limit));
         inner.tear_down_spent();
         let mut instance = match inner.take_warm() {
             Some(instance) => instance,
-            None => Instance::cold(inner.new_store(), inner.pool.slot().await),
+            None => {
+                let slot = inner.slots.acquire().await.map_err(|(saturated, waited)| {
+                    let failure = Failure::Overloaded { saturated, waited };
+                    inner.log_failure(request_id, &failure);
+                    failure
+                })?;
+                Instance::cold(inner.new_store(), slot)
+            }
         };
         instance.begin(request_id);
 
         let (response_tx, mut response_rx) = oneshot::channel();
         let inner = inner.clone();
-        let mut guest = Box::pin(async move {
-            let pre = inner.pre.get().expect("ensure_loaded filled it");
-            let run = run_guest(&mut instance, pre, request, response_tx);
-            let failure = match within(inner.limits.wall_time, run).await {
-                Some(Ok(())) => None,
-                Some(Err(err)) => Some(inner.classify(&err, instance.store.data())),
-                None => Some(Failure::WallTime(inner.limits.wall_time)),
-            };
-            if let Some(failure) = &failure {
-                inner.log_failure(request_id, failure);
-            }
-            (failure, instance)
-        });
+        let meter = instance.store.data().cpu.clone();
+        // Every poll of the guest is charged to its CPU time: see cpu.rs.
+        let mut guest = Metered::new(
+            async move {
+                let pre = inner.pre.get().expect("ensure_loaded filled it");
+                let run = run_guest(&mut instance, pre, request, response_tx);
+                let failure = match within(inner.limits.wall_time, run).await {
+                    Some(Ok(())) => None,
+                    Some(Err(err)) => Some(inner.classify(&err, instance.store.data())),
+                    None => Some(Failure::WallTime(inner.limits.wall_time)),
+                };
+                if let Some(failure) = &failure {
+                    inner.log_failure(request_id, failure);
+                }
+                (failure, instance)
+            },
+            meter,
+        );
 
         // Drive the guest on this task until it answers. Usually it has also
         // finished by then (a small body fits the body buffer), and no other
         // task is needed; a guest still streaming its body goes on in a task
         // of its own, still under its limits.
         let answer = std::future::poll_fn(|cx| {
-            if let Poll::Ready((failure, spent)) = guest.as_mut().poll(cx) {
+            if let Poll::Ready((failure, spent)) = Pin::new(&mut guest).poll(cx) {
                 self.inner.retire(spent);
                 return Poll::Ready(Answer::Finished(failure));
             }
@@ -231,7 +239,8 @@ impl App {
         match response {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => {
-                let failure = Failure::Guest(format!("{code:?}"));
+                // The code may carry a guest-chosen message of any length.
+                let failure = Failure::Guest(truncated_printable(&format!("{code:?}"), 512));
                 self.inner.log_failure(request_id, &failure);
                 Err(failure)
             }
@@ -341,7 +350,8 @@ impl AppInner {
             .pre
             .get()
             .expect("an app that served a request is loaded");
-        let Some(warm) = Warm::make(&self.pool, self.new_store(), pre, self.limits.wall_time).await
+        let Some(warm) =
+            Warm::make(&self.slots, self.new_store(), pre, self.limits.wall_time).await
         else {
             return;
         };
@@ -352,7 +362,12 @@ impl AppInner {
     }
 
     fn new_store(&self) -> Store<RequestState> {
-        let state = RequestState::new(&self.name, &self.tail, self.limits.memory, self.cpu_ticks);
+        let state = RequestState::new(
+            &self.name,
+            &self.tail,
+            self.limits.memory,
+            self.limits.cpu_time,
+        );
         let pre = self
             .pre
             .get()
@@ -360,11 +375,13 @@ impl AppInner {
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         // Deadline one tick ahead: the callback runs once per tick in which
-        // Wasm executes, charges it, and yields so other requests on this
-        // worker thread make progress.
+        // Wasm executes, stops a guest past its CPU budget (which counts
+        // every slice in full, see cpu.rs), and otherwise yields so other
+        // requests on this worker thread make progress.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            Ok(if ctx.data_mut().cpu.charge() {
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            Ok(if state.cpu.used_at_tick() < state.cpu_budget {
                 UpdateDeadline::Yield(1)
             } else {
                 UpdateDeadline::Interrupt
@@ -377,14 +394,27 @@ impl AppInner {
     /// guest's own trap.
     fn classify(&self, err: &wasmtime::Error, state: &RequestState) -> Failure {
         if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            Failure::CpuTime(self.limits.cpu_time)
+            Failure::CpuTime {
+                limit: self.limits.cpu_time,
+                used: state.cpu.used(),
+            }
         } else if state.memory.hit {
             Failure::Memory(self.limits.memory)
+        } else if matches!(
+            err.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        ) {
+            Failure::Resources(MAX_RESOURCES)
         } else {
-            // One line for the log: the trap itself. The Wasm backtrace is
-            // multi-line and goes to the debug log.
-            tracing::debug!(app = &*self.name, "guest error with backtrace: {err:?}");
-            Failure::Trap(err.root_cause().to_string())
+            // One line for the log: the trap itself. The Wasm backtrace
+            // (with guest-chosen function names) is multi-line and goes to
+            // the debug log.
+            tracing::debug!(
+                app = &*self.name,
+                "guest error with backtrace: {}",
+                truncated_printable(&format!("{err:?}"), 16 << 10)
+            );
+            Failure::Trap(truncated_printable(&err.root_cause().to_string(), 512))
         }
     }
 
@@ -434,13 +464,4 @@ pub(crate) async fn within<F: Future>(limit: std::time::Duration, future: F) -> 
         timer.as_mut().poll(cx).map(|()| None)
     })
     .await
-}
-
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }

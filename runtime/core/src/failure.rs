@@ -1,6 +1,7 @@
 //! Why loading an app or serving a request failed, and the one place where a
 //! request failure becomes an HTTP status.
 
+use crate::Saturated;
 use http::StatusCode;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +67,30 @@ pub enum LoadError {
         /// The type checker's message.
         reason: String,
     },
+    /// The component contains more than one instance of it may (core
+    /// instances, memories, tables).
+    #[error(
+        "{path}: {reason}\n  a component may contain at most {} core instances, {} memories \
+         and {} tables; the app's memory limit applies to all its memories together",
+        crate::runtime::MAX_CORE_INSTANCES_PER_COMPONENT,
+        crate::runtime::MAX_MEMORIES_PER_COMPONENT,
+        crate::runtime::MAX_TABLES_PER_COMPONENT
+    )]
+    TooBig {
+        /// The component file.
+        path: PathBuf,
+        /// What it contains too much of.
+        reason: String,
+    },
+    /// The precompiled cache (or an artifact in it) could be written by
+    /// another user; its files are run as machine code.
+    #[error("precompiled cache {path}: {reason}")]
+    UntrustedCache {
+        /// The directory or file.
+        path: PathBuf,
+        /// Who else can write it, and how to fix it.
+        reason: String,
+    },
     /// The precompiled-artifact cache could not be written.
     #[error(
         "precompiled cache {dir}: {source}; make the directory writable or pick another with --cache-dir"
@@ -83,17 +108,27 @@ pub enum LoadError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Failure {
-    /// `Content-Length` announced a body larger than the app allows.
-    BodyTooLarge {
-        /// The app's limit, in bytes.
-        limit: u64,
+    /// No instance could be had within the node's `instance_wait`.
+    Overloaded {
+        /// Which bound was saturated.
+        saturated: Saturated,
+        /// How long the request waited.
+        waited: Duration,
     },
     /// The guest trapped (a Rust panic, an out-of-bounds access, ...).
     Trap(String),
-    /// The guest ran Wasm for longer than its CPU-time limit.
-    CpuTime(Duration),
+    /// The guest executed for longer than its CPU-time limit.
+    CpuTime {
+        /// The app's limit.
+        limit: Duration,
+        /// What it had used when it was stopped.
+        used: Duration,
+    },
     /// The guest tried to grow its memory past its limit and then trapped.
     Memory(u64),
+    /// The guest held more host resources (fields, streams, pollables)
+    /// than a guest may.
+    Resources(usize),
     /// The guest did not finish within its wall-clock limit.
     WallTime(Duration),
     /// The guest returned without setting a response.
@@ -108,8 +143,10 @@ impl Failure {
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::CpuTime(_) | Self::Memory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. }
+            | Self::CpuTime { .. }
+            | Self::Memory(_)
+            | Self::Resources(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WallTime(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Guest(_) => StatusCode::BAD_GATEWAY,
             Self::Trap(_) | Self::NoResponse | Self::Internal(_) => {
@@ -118,15 +155,28 @@ impl Failure {
         }
     }
 
+    /// Seconds after which the client may try again (`Retry-After`), for
+    /// failures that are about load rather than the request.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, Self::Overloaded { .. }).then_some(1)
+    }
+
     /// A one-line reason safe to show the client: it names the limit or the
     /// kind of failure, never guest or host internals.
     pub fn public_reason(&self) -> String {
         match self {
-            Self::BodyTooLarge { limit } => {
-                format!("request body exceeds the limit of {limit} bytes")
-            }
+            Self::Overloaded { saturated, waited } => format!(
+                "{} after waiting {} ms; try again shortly",
+                match saturated {
+                    Saturated::App(cap) => {
+                        format!("the app is busy ({cap} instances at once)")
+                    }
+                    Saturated::Node => "the node is at capacity".to_owned(),
+                },
+                waited.as_millis()
+            ),
             Self::Trap(_) => "the handler crashed (trapped)".to_owned(),
-            Self::CpuTime(limit) => format!(
+            Self::CpuTime { limit, .. } => format!(
                 "the handler exceeded its CPU time limit of {} ms",
                 limit.as_millis()
             ),
@@ -134,6 +184,9 @@ impl Failure {
                 "the handler exceeded its memory limit of {} MiB",
                 limit >> 20
             ),
+            Self::Resources(limit) => {
+                format!("the handler exceeded the limit of {limit} open host resources")
+            }
             Self::WallTime(limit) => {
                 format!("the handler did not finish within {} ms", limit.as_millis())
             }
@@ -141,12 +194,6 @@ impl Failure {
             Self::Guest(_) => "the handler failed with an error".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
         }
-    }
-
-    /// Whether the request failed because of the guest (as opposed to the
-    /// client or the host).
-    pub fn is_guest_fault(&self) -> bool {
-        !matches!(self, Self::BodyTooLarge { .. } | Self::Internal(_))
     }
 }
 
@@ -156,6 +203,12 @@ impl std::fmt::Display for Failure {
             Self::Trap(detail) => write!(f, "guest trapped: {detail}"),
             Self::Guest(code) => write!(f, "guest answered with error code {code}"),
             Self::Internal(detail) => write!(f, "host error: {detail}"),
+            Self::CpuTime { limit, used } => write!(
+                f,
+                "the handler exceeded its CPU time limit of {} ms (stopped after {} ms)",
+                limit.as_millis(),
+                used.as_millis()
+            ),
             _ => f.write_str(&self.public_reason()),
         }
     }
@@ -166,19 +219,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_guest_failure_is_a_5xx() {
+    fn every_failure_is_a_5xx_and_only_overload_says_retry() {
         let failures = [
             Failure::Trap("unreachable".into()),
-            Failure::CpuTime(Duration::from_millis(50)),
+            Failure::CpuTime {
+                limit: Duration::from_millis(50),
+                used: Duration::from_millis(51),
+            },
             Failure::Memory(128 << 20),
+            Failure::Resources(2048),
             Failure::WallTime(Duration::from_secs(30)),
             Failure::NoResponse,
             Failure::Guest("internal-error".into()),
         ];
         for failure in failures {
             assert!(failure.status().is_server_error(), "{failure}");
-            assert!(failure.is_guest_fault());
+            assert_eq!(failure.retry_after(), None);
         }
-        assert_eq!(Failure::BodyTooLarge { limit: 1 }.status(), 413);
+        let overloaded = Failure::Overloaded {
+            saturated: Saturated::App(8),
+            waited: Duration::from_secs(2),
+        };
+        assert_eq!(overloaded.status(), 503);
+        assert_eq!(overloaded.retry_after(), Some(1));
+        assert!(overloaded.public_reason().contains("8 instances"));
     }
 }

@@ -1,30 +1,66 @@
 //! Guest stdout and stderr, turned into log lines tagged with the app and the
 //! request id.
 
-use crate::request_id::CurrentRequest;
+use crate::RequestId;
+use crate::escape::printable;
 use crate::tail::Tail;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{OutputStream, StreamResult};
 
-/// How much one stream of one request may log. Past it, output is accepted
-/// and dropped (a guest's `println!` must never fail and trap), and one line
-/// says so.
+/// How much one request may log, stdout and stderr together, however many
+/// handles the guest opens. Past it, output is accepted and dropped (a
+/// guest's `println!` must never fail and trap), and one line says so. Bytes
+/// count when the guest writes them, so unfinished lines held in buffers are
+/// bounded too.
 const LOG_BUDGET: usize = 64 * 1024;
 
 /// A line longer than this is logged in pieces.
 const MAX_LINE: usize = 4 * 1024;
 
-/// One of the guest's output streams for one request.
+/// What the output streams of one instance share: the request it serves
+/// (an instance may be made before its request arrives) and how much of
+/// that request's log budget is spent.
+#[derive(Default)]
+pub(crate) struct GuestOutput {
+    request: AtomicU64,
+    logged: AtomicUsize,
+}
+
+impl GuestOutput {
+    /// Output from now on belongs to `request`, with a full budget.
+    pub(crate) fn begin(&self, request: RequestId) {
+        self.request.store(request.as_u64(), Ordering::Relaxed);
+        self.logged.store(0, Ordering::Relaxed);
+    }
+
+    fn request(&self) -> RequestId {
+        RequestId::from_u64(self.request.load(Ordering::Relaxed))
+    }
+
+    /// Takes up to `wanted` bytes from the budget; returns how many, and
+    /// whether this call spent the last of it.
+    fn take(&self, wanted: usize) -> (usize, bool) {
+        let before = self
+            .logged
+            .fetch_add(wanted, Ordering::Relaxed)
+            .min(LOG_BUDGET);
+        let granted = wanted.min(LOG_BUDGET - before);
+        (granted, granted > 0 && before + granted == LOG_BUDGET)
+    }
+}
+
+/// One of the guest's output streams.
 #[derive(Clone)]
 pub(crate) struct GuestLog {
     app: Arc<str>,
-    request: CurrentRequest,
+    output: Arc<GuestOutput>,
     stream: &'static str,
     tail: Tail,
 }
@@ -32,13 +68,13 @@ pub(crate) struct GuestLog {
 impl GuestLog {
     pub(crate) fn new(
         app: Arc<str>,
-        request: CurrentRequest,
+        output: Arc<GuestOutput>,
         stream: &'static str,
         tail: Tail,
     ) -> Self {
         Self {
             app,
-            request,
+            output,
             stream,
             tail,
         }
@@ -48,7 +84,6 @@ impl GuestLog {
         GuestLogWriter {
             log: self.clone(),
             line: Vec::new(),
-            logged: 0,
         }
     }
 }
@@ -74,15 +109,13 @@ impl StdoutStream for GuestLog {
 struct GuestLogWriter {
     log: GuestLog,
     line: Vec<u8>,
-    logged: usize,
 }
 
 impl GuestLogWriter {
-    fn accept(&mut self, mut bytes: &[u8]) {
+    fn accept(&mut self, bytes: &[u8]) {
+        let (granted, exhausted) = self.log.output.take(bytes.len());
+        let mut bytes = &bytes[..granted];
         while !bytes.is_empty() {
-            if self.logged >= LOG_BUDGET {
-                return;
-            }
             match bytes.iter().position(|&b| b == b'\n') {
                 Some(end) => {
                     self.push(&bytes[..end]);
@@ -94,6 +127,9 @@ impl GuestLogWriter {
                     bytes = &[];
                 }
             }
+        }
+        if exhausted {
+            self.say_budget_spent();
         }
     }
 
@@ -108,26 +144,32 @@ impl GuestLogWriter {
     }
 
     fn emit(&mut self) {
-        if self.logged >= LOG_BUDGET {
-            self.line.clear();
-            return;
-        }
-        self.logged += self.line.len() + 1;
         let text = String::from_utf8_lossy(&self.line);
+        let text = printable(&text);
         let GuestLog {
             app,
-            request,
+            output,
             stream,
             tail,
         } = &self.log;
-        let request_id = request.get();
+        let request_id = output.request();
         tracing::info!(target: "guest", app = &**app, request_id = %request_id, stream, "{text}");
         tail.guest_line(request_id, stream, &text);
-        if self.logged >= LOG_BUDGET {
-            tracing::warn!(target: "guest", app = &**app, request_id = %request_id, stream,
-                "guest output past {LOG_BUDGET} bytes for this request is dropped");
-        }
         self.line.clear();
+    }
+
+    fn say_budget_spent(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        let GuestLog {
+            app,
+            output,
+            stream,
+            ..
+        } = &self.log;
+        tracing::warn!(target: "guest", app = &**app, request_id = %output.request(), stream,
+            "guest output past {LOG_BUDGET} bytes for this request is dropped");
     }
 }
 
@@ -175,5 +217,29 @@ impl tokio::io::AsyncWrite for GuestLogWriter {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_per_request_across_handles_and_streams() {
+        let output = Arc::new(GuestOutput::default());
+        output.begin(RequestId::next());
+        let log = |stream| GuestLog::new("app".into(), output.clone(), stream, Tail::default());
+        // Every new handle (a guest calling get-stdout again) shares it.
+        let mut total = 0;
+        for round in 0..100 {
+            let mut writer = log(if round % 2 == 0 { "stdout" } else { "stderr" }).writer();
+            let before = output.logged.load(Ordering::Relaxed).min(LOG_BUDGET);
+            writer.accept(&[b'x'; 4096]);
+            total += output.logged.load(Ordering::Relaxed).min(LOG_BUDGET) - before;
+        }
+        assert_eq!(total, LOG_BUDGET);
+        // The next request starts with a full budget.
+        output.begin(RequestId::next());
+        assert_eq!(output.take(10), (10, false));
     }
 }

@@ -1,11 +1,18 @@
 //! Instances: each serves exactly one request. One may be made ahead of its
 //! request (a *warm* instance) so that instantiation is off the request's
 //! path, and every instance is torn down after its response is out.
+//!
+//! Every instance holds two permits: one of its app's (`limits.instances`,
+//! so one app cannot take the whole pool) and one of the node's pool
+//! (`max_instances`, the pooling allocator's size). A request waits for
+//! them at most the node's `instance_wait`; past it, it is refused (503).
 
 use crate::RequestId;
 use crate::app::within;
+use crate::cpu::Metered;
 use crate::state::RequestState;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -13,51 +20,113 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 /// The node's instance bound, shared by all apps.
 #[derive(Clone)]
 pub(crate) struct InstancePool {
-    /// One permit per instance that may exist at once (`max_instances`):
-    /// requests beyond it wait for a slot, they never fail.
+    /// One permit per instance that may exist at once (`max_instances`).
     slots: Arc<Semaphore>,
     /// How many slots warm instances may hold. A quarter of the pool, so
     /// instances waiting for requests never starve requests that need one.
     warm: Arc<Semaphore>,
+    /// How long a request may wait for a slot.
+    wait: Duration,
 }
 
 impl InstancePool {
-    pub(crate) fn new(max_instances: usize) -> Self {
+    pub(crate) fn new(max_instances: usize, wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_instances)),
             warm: Arc::new(Semaphore::new(max_instances / 4)),
+            wait,
         }
-    }
-
-    /// A slot for a request, waiting while the pool is full.
-    pub(crate) async fn slot(&self) -> OwnedSemaphorePermit {
-        self.slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the pool's semaphore is never closed")
-    }
-
-    /// A slot for a warm instance, if the pool has room for one now.
-    fn warm_slot(&self) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let warm = self.warm.clone().try_acquire_owned().ok()?;
-        let slot = self.slots.clone().try_acquire_owned().ok()?;
-        Some((slot, warm))
     }
 }
 
-/// A Store, the component instance in it once instantiated, and its pool
-/// slot. Dropping it frees the instance and then the slot, so the bound on
-/// live instances stays exact.
+/// Which bound a request could not get past in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saturated {
+    /// The app has `limits.instances` instances alive.
+    App(u32),
+    /// The node's pool (`max_instances`) is in use.
+    Node,
+}
+
+/// Admission of one app's instances: its own cap, then the node's pool.
+#[derive(Clone)]
+pub(crate) struct Slots {
+    app: Arc<Semaphore>,
+    app_cap: u32,
+    pool: InstancePool,
+}
+
+/// The permits an instance holds while it exists.
+pub(crate) struct Slot {
+    _app: OwnedSemaphorePermit,
+    _pool: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    pub(crate) fn new(pool: InstancePool, app_cap: u32) -> Self {
+        Self {
+            app: Arc::new(Semaphore::new(app_cap as usize)),
+            app_cap,
+            pool,
+        }
+    }
+
+    /// A slot for a request: at once if both bounds have room (no timer
+    /// is armed then), else waiting up to the pool's `wait` in all.
+    pub(crate) async fn acquire(&self) -> Result<Slot, (Saturated, Duration)> {
+        if let (Ok(app), Ok(pool)) = (
+            self.app.clone().try_acquire_owned(),
+            self.pool.slots.clone().try_acquire_owned(),
+        ) {
+            return Ok(Slot {
+                _app: app,
+                _pool: pool,
+            });
+        }
+        let wait = self.pool.wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        let app = tokio::time::timeout_at(deadline, self.app.clone().acquire_owned())
+            .await
+            .map_err(|_| (Saturated::App(self.app_cap), wait))?
+            .expect("an app's semaphore is never closed");
+        let pool = tokio::time::timeout_at(deadline, self.pool.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| (Saturated::Node, wait))?
+            .expect("the pool's semaphore is never closed");
+        Ok(Slot {
+            _app: app,
+            _pool: pool,
+        })
+    }
+
+    /// A slot for a warm instance, if the app, the pool and the warm budget
+    /// all have room now.
+    fn try_acquire_warm(&self) -> Option<(Slot, OwnedSemaphorePermit)> {
+        let warm = self.pool.warm.clone().try_acquire_owned().ok()?;
+        let app = self.app.clone().try_acquire_owned().ok()?;
+        let pool = self.pool.slots.clone().try_acquire_owned().ok()?;
+        Some((
+            Slot {
+                _app: app,
+                _pool: pool,
+            },
+            warm,
+        ))
+    }
+}
+
+/// A Store, the component instance in it once instantiated, and its
+/// permits. Dropping it frees the instance and then the permits, so the
+/// bounds on live instances stay exact.
 pub(crate) struct Instance {
     pub(crate) store: Store<RequestState>,
     proxy: Option<Proxy>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Instance {
     /// A Store not yet instantiated: the request's own path instantiates it.
-    pub(crate) fn cold(store: Store<RequestState>, slot: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn cold(store: Store<RequestState>, slot: Slot) -> Self {
         Self {
             store,
             proxy: None,
@@ -65,13 +134,13 @@ impl Instance {
         }
     }
 
-    /// Binds the instance to its request: log lines carry the id, and the
-    /// CPU meter and epoch deadline start from now, not from when the
-    /// instance was made.
+    /// Binds the instance to its request: log lines carry the id and share
+    /// a fresh log budget, and the CPU meter and epoch deadline start from
+    /// now, not from when the instance was made.
     pub(crate) fn begin(&mut self, request_id: RequestId) {
         let state = self.store.data_mut();
-        state.request.set(request_id);
-        state.cpu.used_ticks = 0;
+        state.output.begin(request_id);
+        state.cpu.reset();
         state.memory.hit = false;
         self.store.set_epoch_deadline(1);
     }
@@ -92,18 +161,21 @@ pub(crate) struct Warm {
 }
 
 impl Warm {
-    /// Instantiates ahead of a request, if the pool has room. `None` also
+    /// Instantiates ahead of a request, if there is room. `None` also
     /// when instantiation fails or outlasts `wall_time`: the next request
     /// then instantiates on its own path and reports the failure.
     pub(crate) async fn make(
-        pool: &InstancePool,
+        slots: &Slots,
         store: Store<RequestState>,
         pre: &ProxyPre<RequestState>,
-        wall_time: std::time::Duration,
+        wall_time: Duration,
     ) -> Option<Self> {
-        let (slot, budget) = pool.warm_slot()?;
+        let (slot, budget) = slots.try_acquire_warm()?;
         let mut instance = Instance::cold(store, slot);
-        match within(wall_time, pre.instantiate_async(&mut instance.store)).await {
+        // Start functions run now, under the app's CPU and wall-clock limits.
+        let meter = instance.store.data().cpu.clone();
+        let instantiate = Metered::new(pre.instantiate_async(&mut instance.store), meter);
+        match within(wall_time, instantiate).await {
             Some(Ok(proxy)) => {
                 instance.proxy = Some(proxy);
                 Some(Self {

@@ -9,6 +9,8 @@
 //! fresh, isolated instance bounded by the app's [`Limits`].
 
 mod app;
+mod cpu;
+mod escape;
 mod failure;
 mod guest_log;
 mod instance;
@@ -20,9 +22,19 @@ mod state;
 mod tail;
 
 pub use app::{App, AppStats, ResponseBody};
+pub use escape::{printable, truncated_printable};
 pub use failure::{Failure, LoadError};
+pub use instance::Saturated;
 pub use limits::Limits;
 pub use precompile::Provenance;
 pub use request_id::RequestId;
-pub use runtime::{AppSpec, Runtime, RuntimeConfig};
+pub use runtime::{
+    AppSpec, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
+    MAX_TABLES_PER_COMPONENT, Runtime, RuntimeConfig,
+};
 pub use tail::TailEvent;
+
+/// The error a request body handed to [`App::handle`] may fail with; the
+/// guest's body stream reports it (`connection-read-timeout` for a client
+/// too slow to send, say).
+pub use wasmtime_wasi_http::Error as BodyError;

@@ -5,19 +5,24 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// What one request of an app may use. Defaults follow the platforms handler
-/// authors know (Cloudflare Workers, Fastly Compute).
+/// authors know (Cloudflare Workers, Fastly Compute); a node's maxima (see
+/// [`Limits::node_maxima`]) bound what an app may ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Time the guest may spend executing Wasm, counted in epoch ticks
-    /// (see [`crate::Runtime`]): waiting for I/O does not count.
+    /// Time the guest may spend executing (Wasm and the host calls it
+    /// makes), measured around each slice of its execution: waiting for I/O
+    /// does not count.
     pub cpu_time: Duration,
     /// Time from instantiation until the guest finishes, response body
     /// included.
     pub wall_time: Duration,
-    /// Linear memory of one instance, in bytes.
+    /// Linear memory of one instance, all its memories together, in bytes.
     pub memory: u64,
     /// Request body size, in bytes: larger bodies get 413.
     pub request_body: u64,
+    /// Instances of the app alive at once (serving, warm or being torn
+    /// down): one app cannot take the whole pool.
+    pub instances: u32,
 }
 
 impl Default for Limits {
@@ -27,33 +32,60 @@ impl Default for Limits {
             wall_time: Duration::from_secs(30),
             memory: 128 << 20,
             request_body: 16 << 20,
+            instances: 250,
         }
     }
 }
 
-/// Reads and drops a refused request body, like a web server's lingering
-/// close: a client still sending would otherwise have its connection reset
-/// under it and might never read the 413. Bounded: four times the limit
-/// (at least 1 MiB), for at most 5 s; past that the connection just closes.
-pub(crate) async fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B, limit: u64) {
-    use http_body_util::BodyExt as _;
-    let max = limit.saturating_mul(4).max(1 << 20);
-    let read = async {
-        let mut seen: u64 = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
-            if seen > max {
-                break;
-            }
+impl Limits {
+    /// The default maxima of a node: what an app may ask for at most unless
+    /// the operator says otherwise.
+    pub fn node_maxima() -> Self {
+        Self {
+            cpu_time: Duration::from_secs(1),
+            wall_time: Duration::from_secs(120),
+            memory: 1 << 30,
+            request_body: 128 << 20,
+            instances: 250,
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    }
+
+    /// No maxima: for checking a manifest's form without a node in mind.
+    pub fn unbounded() -> Self {
+        Self {
+            cpu_time: Duration::MAX,
+            wall_time: Duration::MAX,
+            memory: u64::MAX,
+            request_body: u64::MAX,
+            instances: u32::MAX,
+        }
+    }
+
+    /// The defaults, lowered where the node's maxima are lower: what an app
+    /// that sets nothing gets.
+    pub fn defaults_within(maxima: &Self) -> Self {
+        let defaults = Self::default();
+        Self {
+            cpu_time: defaults.cpu_time.min(maxima.cpu_time),
+            wall_time: defaults.wall_time.min(maxima.wall_time),
+            memory: defaults.memory.min(maxima.memory),
+            request_body: defaults.request_body.min(maxima.request_body),
+            // How many instances one app may hold is the operator's call,
+            // not the author's: an app gets the node's per-app maximum.
+            instances: maxima.instances,
+        }
+    }
 }
 
-/// Caps linear-memory growth of one instance and remembers whether the cap
-/// was hit, so a trap that follows can be reported as a memory-limit kill.
+/// Caps the linear memory of one instance, all its memories together (a
+/// component may define several), and remembers whether the cap was hit, so
+/// a trap that follows can be reported as a memory-limit kill.
 pub(crate) struct MemoryLimiter {
     limit: usize,
+    /// Bytes of all memories of the instance, as approved so far.
+    used: usize,
+    /// The last approved growth, taken back if the growth then fails.
+    last_growth: usize,
     pub(crate) hit: bool,
 }
 
@@ -61,6 +93,8 @@ impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            last_growth: 0,
             hit: false,
         }
     }
@@ -69,13 +103,28 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
-        self.hit |= !allowed;
+        // Called with current = 0 when a memory is created, so `used` counts
+        // every memory from its first page.
+        let growth = desired.saturating_sub(current);
+        let total = self.used.saturating_add(growth);
+        let allowed = total <= self.limit;
+        if allowed {
+            self.used = total;
+            self.last_growth = growth;
+        } else {
+            self.hit = true;
+        }
         Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used -= self.last_growth;
+        self.last_growth = 0;
+        Ok(())
     }
 
     fn table_growing(
@@ -175,6 +224,22 @@ mod tests {
             err,
             wasmtime_wasi_http::Error::HttpRequestBodySize(Some(100))
         ));
+    }
+
+    #[test]
+    fn memory_limit_applies_to_all_memories_of_an_instance_together() {
+        let mut limiter = MemoryLimiter::new(4 << 20);
+        // Two memories created with 2 MiB each: the limit is reached.
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 2 << 20, None).unwrap());
+        // A third memory, or growing either, is refused.
+        assert!(!limiter.memory_growing(0, 64 << 10, None).unwrap());
+        assert!(
+            !limiter
+                .memory_growing(2 << 20, (2 << 20) + (64 << 10), None)
+                .unwrap()
+        );
+        assert!(limiter.hit);
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! Components are compiled once and kept on disk as precompiled artifacts,
 //! keyed by the component's sha256 and the engine's compatibility hash, so a
 //! restart (or a second app with the same bytes) does not recompile.
+//!
+//! Artifacts are machine code that the node maps and runs, so the cache is
+//! trusted like the binary: the directory is created `0700`, and the node
+//! refuses a directory, an artifact or a parent directory that another user
+//! could write (a world-writable parent is fine only with the sticky bit, as
+//! `/tmp` has).
 
 use crate::LoadError;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -32,10 +39,15 @@ pub(crate) struct PrecompileCache {
 
 impl PrecompileCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Result<Self, LoadError> {
-        fs::create_dir_all(&dir).map_err(|source| LoadError::Cache {
-            dir: dir.clone(),
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| LoadError::Cache {
+                dir: dir.clone(),
+                source,
+            })?;
+        check_trusted_dir(&dir)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
@@ -59,10 +71,8 @@ impl PrecompileCache {
         path: &Path,
         artifact: &Path,
     ) -> Result<Component, LoadError> {
-        deserialize(engine, artifact).map_err(|err| LoadError::Invalid {
-            path: path.to_owned(),
-            reason: format!("precompiled artifact {}: {err:#}", artifact.display()),
-        })
+        check_trusted_file(artifact)?;
+        deserialize(engine, artifact).map_err(|err| load_error(path, artifact, &err))
     }
 
     /// The compiled component for `bytes`, from `artifact` when it is there
@@ -75,8 +85,11 @@ impl PrecompileCache {
         artifact: &Path,
     ) -> Result<(Component, Provenance), LoadError> {
         if artifact.exists() {
+            check_trusted_file(artifact)?;
             match deserialize(engine, artifact) {
                 Ok(component) => return Ok((component, Provenance::Cached)),
+                // Compiling again would not make it fit.
+                Err(err) if is_too_big(&err) => return Err(load_error(path, artifact, &err)),
                 Err(err) => tracing::warn!(
                     artifact = %artifact.display(),
                     "precompiled artifact unusable, compiling again: {err:#}"
@@ -102,7 +115,12 @@ impl PrecompileCache {
     /// fsync, rename. A reader never sees a partial artifact.
     fn store(&self, artifact: &Path, compiled: &[u8]) -> std::io::Result<()> {
         let tmp = artifact.with_extension(format!("tmp.{}", std::process::id()));
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(compiled)?;
         file.sync_all()?;
         drop(file);
@@ -112,12 +130,110 @@ impl PrecompileCache {
     }
 }
 
+/// Whether a component failed to load because it contains more core
+/// instances, memories or tables than a pool slot holds (wasmtime checks
+/// this when it maps a component).
+fn is_too_big(err: &wasmtime::Error) -> bool {
+    format!("{err:#}").contains("in the pooling allocator")
+}
+
+fn load_error(path: &Path, artifact: &Path, err: &wasmtime::Error) -> LoadError {
+    if is_too_big(err) {
+        LoadError::TooBig {
+            path: path.to_owned(),
+            reason: format!("{err:#}"),
+        }
+    } else {
+        LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("precompiled artifact {}: {err:#}", artifact.display()),
+        }
+    }
+}
+
+/// The cache directory must belong to the node's user and be writable by
+/// nobody else, and so must every directory above it (or carry the sticky
+/// bit): anyone who can write there can make the node run their code.
+fn check_trusted_dir(dir: &Path) -> Result<(), LoadError> {
+    let dir = dir.canonicalize().map_err(|source| LoadError::Cache {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    let untrusted = |reason: String| LoadError::UntrustedCache {
+        path: dir.clone(),
+        reason,
+    };
+    let metadata = fs::metadata(&dir).map_err(|source| LoadError::Cache {
+        dir: dir.clone(),
+        source,
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(untrusted(format!(
+            "it belongs to uid {}, not to the node's user (uid {me}); `chown` it or pick another --cache-dir",
+            metadata.uid()
+        )));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "other users may write it (mode {:o}); run `chmod go-w {}`",
+            metadata.mode() & 0o7777,
+            dir.display()
+        )));
+    }
+    for parent in dir.ancestors().skip(1) {
+        let Ok(metadata) = fs::metadata(parent) else {
+            continue;
+        };
+        let owner_trusted = metadata.uid() == me || metadata.uid() == 0;
+        let sticky = metadata.mode() & 0o1000 != 0;
+        if !owner_trusted || (metadata.mode() & 0o022 != 0 && !sticky) {
+            return Err(untrusted(format!(
+                "its parent {} may be written by other users (owner uid {}, mode {:o}), who could replace the cache; \
+                 put the cache under a directory only you and root can write",
+                parent.display(),
+                metadata.uid(),
+                metadata.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An artifact must be a regular file of the node's user that nobody else
+/// may write.
+fn check_trusted_file(artifact: &Path) -> Result<(), LoadError> {
+    let untrusted = |reason: String| LoadError::UntrustedCache {
+        path: artifact.to_owned(),
+        reason,
+    };
+    let metadata = fs::symlink_metadata(artifact).map_err(|source| LoadError::Cache {
+        dir: artifact.to_owned(),
+        source,
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if !metadata.is_file() {
+        return Err(untrusted(
+            "not a regular file; delete it and it is compiled again".into(),
+        ));
+    }
+    if metadata.uid() != me || metadata.mode() & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "owned by uid {} with mode {:o}, but only the node's user (uid {me}) may write artifacts; \
+             delete it and it is compiled again",
+            metadata.uid(),
+            metadata.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 /// Loads an artifact this cache wrote.
 #[expect(
     unsafe_code,
     reason = "deserializing runs precompiled machine code; it is sound because \
               only PrecompileCache::store writes into the cache directory, which \
-              the operator must keep as private as the binary itself"
+              check_trusted_dir and check_trusted_file make sure no other user can write"
 )]
 fn deserialize(engine: &Engine, artifact: &Path) -> wasmtime::Result<Component> {
     // SAFETY: see the `expect` reason above; wasmtime also checks the
@@ -174,6 +290,38 @@ mod tests {
         check_is_component(Path::new("app.wasm"), bytes)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_cache_other_users_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        check_trusted_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_trusted_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("chmod go-w"), "{err}");
+
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let artifact = dir.join("a.cwasm");
+        fs::write(&artifact, b"x").unwrap();
+        fs::set_permissions(&artifact, fs::Permissions::from_mode(0o600)).unwrap();
+        check_trusted_file(&artifact).unwrap();
+        fs::set_permissions(&artifact, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = check_trusted_file(&artifact).unwrap_err().to_string();
+        assert!(err.contains("delete it"), "{err}");
+
+        // A parent others may write, without the sticky bit, is refused too.
+        let shared = root.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let below = shared.join("cache");
+        fs::DirBuilder::new().mode(0o700).create(&below).unwrap();
+        let err = check_trusted_dir(&below).unwrap_err().to_string();
+        assert!(err.contains("its parent"), "{err}");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        check_trusted_dir(&below).unwrap();
     }
 
     #[test]

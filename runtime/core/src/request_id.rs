@@ -1,6 +1,6 @@
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 /// Identifies one request in responses (`x-request-id`) and logs.
 ///
@@ -19,20 +19,13 @@ impl RequestId {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self(scramble(base.wrapping_add(n)))
     }
-}
 
-/// The request an instance is serving, shared with its log streams: an
-/// instance may be made before its request arrives.
-#[derive(Clone, Default)]
-pub(crate) struct CurrentRequest(Arc<AtomicU64>);
-
-impl CurrentRequest {
-    pub(crate) fn set(&self, id: RequestId) {
-        self.0.store(id.0, Ordering::Relaxed);
+    pub(crate) fn as_u64(self) -> u64 {
+        self.0
     }
 
-    pub(crate) fn get(&self) -> RequestId {
-        RequestId(self.0.load(Ordering::Relaxed))
+    pub(crate) fn from_u64(id: u64) -> Self {
+        Self(id)
     }
 }
 

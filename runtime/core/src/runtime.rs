@@ -12,9 +12,22 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// Granularity of CPU-time accounting and of the guest's cooperative yields:
-/// one engine-wide ticker thread advances the epoch this often.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often a running guest's CPU budget is checked and the guest yields to
+/// other requests on its worker thread: one engine-wide ticker thread
+/// advances the epoch this often.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// What one component may contain (each is a per-slot maximum of the pooling
+/// allocator; a component over one is refused at load). Rust std components
+/// (see tests/fixtures) have one memory, one or two tables and a handful of
+/// core instances (main module, adapter shims, fixups): these leave room for
+/// components made of a few modules, and stop one that instantiates a module
+/// many times from taking many pool slots' worth of memory.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// Dirty linear-memory bytes per pool slot reset in place (and kept
 /// resident) after a request, instead of decommitted.
@@ -29,6 +42,9 @@ pub struct RuntimeConfig {
     /// Instances that may exist at once across all apps. Sizes the pooling
     /// allocator; requests beyond it wait for a free slot.
     pub max_instances: u32,
+    /// How long a request may wait for an instance (its app's cap or the
+    /// pool) before it is refused with 503.
+    pub instance_wait: Duration,
     /// The largest memory limit any app may be given, in bytes.
     pub max_memory: u64,
     /// The largest component file accepted, in bytes.
@@ -47,6 +63,7 @@ impl RuntimeConfig {
     pub fn new(cache_dir: PathBuf) -> Self {
         Self {
             max_instances: 1000,
+            instance_wait: Duration::from_secs(2),
             max_memory: 1 << 30,
             max_component_size: 64 << 20,
             cache_dir,
@@ -103,16 +120,11 @@ impl Runtime {
                 linker,
                 cache,
             }),
-            pool: InstancePool::new(config.max_instances as usize),
+            pool: InstancePool::new(config.max_instances as usize, config.instance_wait),
             tails: Tails::default(),
             config,
             ticker_stop,
         })
-    }
-
-    /// The largest memory limit an app may have, in bytes.
-    pub fn max_memory(&self) -> u64 {
-        self.config.max_memory
     }
 
     /// A live stream of `app`'s request lines and guest output (JSON
@@ -221,8 +233,11 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
-        // A Rust std component is a handful of core instances (main module,
-        // shims, fixups) with one memory and a few tables.
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        // Totals for typical components (a handful of core instances, one
+        // memory, a few tables); a pool of larger ones fills sooner.
         .total_core_instances(slots.saturating_mul(8))
         .total_memories(slots.saturating_mul(2))
         .total_tables(slots.saturating_mul(4))

@@ -1,14 +1,31 @@
 //! What a Store holds for one request: the WASI and wasi:http contexts, the
-//! resource table, the memory limiter and the CPU meter.
+//! resource table, the memory limiter and the CPU meter, and the bounds on
+//! what a guest can make the host allocate.
 
-use crate::guest_log::GuestLog;
+use crate::cpu::CpuMeter;
+use crate::guest_log::{GuestLog, GuestOutput};
 use crate::limits::MemoryLimiter;
-use crate::request_id::CurrentRequest;
 use crate::tail::Tail;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Resources (fields, streams, bodies, pollables...) a guest may hold at
+/// once. With [`MAX_FIELDS_SIZE`] this bounds the header data a guest can
+/// make the host hold to 128 MiB, the size of the default memory limit;
+/// a handler needs a few dozen. Past it, creating one more traps.
+pub(crate) const MAX_RESOURCES: usize = 2048;
+
+/// Bytes of one header (or trailer) list a guest builds, in the host's
+/// in-memory representation.
+const MAX_FIELDS_SIZE: usize = 64 << 10;
+
+/// The largest `get-random-bytes` a guest may ask for in one call: one call
+/// takes about a millisecond. wasmtime's default, 64 MiB, took a tenth of a
+/// second of host time in one call. Larger requests trap.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 pub(crate) struct RequestState {
     wasi: WasiCtx,
@@ -16,43 +33,47 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     outbound: NoOutbound,
     pub(crate) memory: MemoryLimiter,
-    pub(crate) cpu: CpuMeter,
-    pub(crate) request: CurrentRequest,
+    pub(crate) cpu: Arc<CpuMeter>,
+    pub(crate) cpu_budget: Duration,
+    pub(crate) output: Arc<GuestOutput>,
 }
 
 impl RequestState {
-    pub(crate) fn new(app: &Arc<str>, tail: &Tail, memory: u64, cpu_ticks: u64) -> Self {
-        let request = CurrentRequest::default();
+    pub(crate) fn new(app: &Arc<str>, tail: &Tail, memory: u64, cpu_budget: Duration) -> Self {
+        let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
         // closed, every socket address denied, no name lookup. TCP and UDP
         // are switched off on top, so `wasi:sockets` exists only to link.
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(
                 app.clone(),
-                request.clone(),
+                output.clone(),
                 "stdout",
                 tail.clone(),
             ))
             .stderr(GuestLog::new(
                 app.clone(),
-                request.clone(),
+                output.clone(),
                 "stderr",
                 tail.clone(),
             ))
             .allow_tcp(false)
             .allow_udp(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_SIZE);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             outbound: NoOutbound,
             memory: MemoryLimiter::new(memory),
-            cpu: CpuMeter {
-                used_ticks: 0,
-                budget_ticks: cpu_ticks,
-            },
-            request,
+            cpu: Arc::new(CpuMeter::default()),
+            cpu_budget,
+            output,
         }
     }
 }
@@ -73,25 +94,6 @@ impl WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
-    }
-}
-
-/// Epoch ticks during which the guest was seen executing Wasm.
-///
-/// The epoch deadline is always one tick ahead, so the deadline callback runs
-/// at most once per tick while Wasm runs; a guest parked on I/O is not
-/// executing Wasm and is not charged (beyond the one tick in which it
-/// resumes).
-pub(crate) struct CpuMeter {
-    pub(crate) used_ticks: u64,
-    pub(crate) budget_ticks: u64,
-}
-
-impl CpuMeter {
-    /// Charges one tick; false once the budget is spent.
-    pub(crate) fn charge(&mut self) -> bool {
-        self.used_ticks += 1;
-        self.used_ticks < self.budget_ticks
     }
 }
 

@@ -18,6 +18,7 @@ mod auth;
 mod sse;
 
 use crate::config::{AdminConfig, Scope};
+use crate::front::{self, ConnectionCaps, Deadlines, Driver, Front};
 use crate::manifest::{AppManifest, MANIFEST_FILE};
 use crate::table::{AppTable, Origin, Served};
 use auth::{Audit, Authorized, Tokens};
@@ -26,10 +27,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use outpost_core::{AppSpec, Runtime};
-use outpost_store::{AppStore, StoreError, Version};
+use outpost_core::{AppSpec, Limits, Runtime};
+use outpost_store::{AppStore, Staging, StoreError, Version};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::path::Path;
@@ -49,29 +48,56 @@ pub(crate) type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 pub(crate) struct Admin {
     table: Arc<AppTable>,
     runtime: Arc<Runtime>,
+    front: Arc<Front>,
+    /// What a manifest may ask for at most.
+    maxima: Limits,
     /// The store; the lock also serializes every mutation.
     store: tokio::sync::Mutex<AppStore>,
-    /// Uploads are validated (compiled) one at a time.
-    compiling: tokio::sync::Mutex<()>,
+    /// Uploads are validated (compiled) one at a time. A compile that
+    /// outlasts its timeout keeps the lock until it ends: a runaway compile
+    /// cannot be joined by more.
+    compiling: Arc<tokio::sync::Mutex<()>>,
+    /// Uploads in progress (read, staged, validated); more get 429.
+    uploads: Arc<tokio::sync::Semaphore>,
+    max_uploads: usize,
     tokens: Tokens,
     audit: Audit,
     max_upload: u64,
+    caps: Arc<ConnectionCaps>,
+    driver: Arc<Driver>,
 }
+
+/// Deadlines of admin API connections (HTTP/1.1 only). An upload's body
+/// has its own bound (`UPLOAD_TIMEOUT`).
+const ADMIN_DEADLINES: Deadlines = Deadlines {
+    handshake: Duration::from_secs(30),
+    header: Duration::from_secs(30),
+    keepalive: Duration::from_secs(60),
+    http2_idle: Duration::from_secs(60),
+    http2_ping_interval: Duration::from_secs(20),
+    http2_ping_timeout: Duration::from_secs(10),
+    send: Duration::from_secs(30),
+};
+
+/// How long a whole upload may take to arrive.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Admin {
     /// Opens the store and loads the active version of every deployed app
     /// into `table`.
     pub(crate) fn open(
         config: &AdminConfig,
+        maxima: &Limits,
         runtime: Arc<Runtime>,
         table: Arc<AppTable>,
+        front: Arc<Front>,
     ) -> anyhow::Result<Self> {
         let store = AppStore::open(&config.state_dir)?;
         let mut deployed = Vec::new();
         for name in store.apps()? {
             // One bad stored app must not keep the node (and the admin API
             // that can fix it) down: it is skipped, loudly.
-            match load_active(&runtime, &store, &table, &name) {
+            match load_active(&runtime, maxima, &store, &table, &name) {
                 Ok(Some(served)) => deployed.push(served),
                 Ok(None) => {}
                 Err(err) => tracing::error!(
@@ -85,11 +111,20 @@ impl Admin {
         Ok(Self {
             table,
             runtime,
+            front,
+            maxima: maxima.clone(),
             store: tokio::sync::Mutex::new(store),
-            compiling: tokio::sync::Mutex::new(()),
+            compiling: Arc::new(tokio::sync::Mutex::new(())),
+            uploads: Arc::new(tokio::sync::Semaphore::new(config.max_uploads)),
+            max_uploads: config.max_uploads,
             tokens: Tokens::new(config.tokens.clone()),
             audit: Audit::open(&config.state_dir.join("audit.log"))?,
             max_upload: config.max_upload,
+            caps: Arc::new(ConnectionCaps::new(
+                config.max_connections,
+                config.max_connections,
+            )),
+            driver: Arc::new(Driver::new(ADMIN_DEADLINES, true)),
         })
     }
 
@@ -166,13 +201,16 @@ impl Admin {
         answer(self).map(|value| json_response(StatusCode::OK, &value))
     }
 
-    /// A mutation: needs the deploy scope, and is written to the audit log
-    /// whatever its outcome.
+    /// A mutation: needs the deploy scope. An authorized one is written to
+    /// the audit log before it is carried out (refused with 503 if that
+    /// fails: no unaudited change) and again with its outcome; refused
+    /// attempts are counted and sampled into the log.
     async fn mutate(
         &self,
         request: Request<Incoming>,
         mutation: Mutation,
     ) -> Result<Response<AdminBody>, ApiError> {
+        let peer = front::peer_of(&request);
         let (parts, body) = request.into_parts();
         let (action, app) = mutation.describe();
         if let Err(invalid) = outpost_store::check_app_name(app) {
@@ -181,29 +219,43 @@ impl Admin {
             drain(body, self.max_upload).await;
             return Err(invalid.into());
         }
-        let (who, allowed) = match self.tokens.identify(&parts.headers) {
-            Ok(token) => (Some(token.name().to_owned()), token.allowed(Scope::Deploy)),
-            Err(unknown) => (None, Err(unknown)),
-        };
-        let result = match allowed {
-            Ok(who) => match &mutation {
-                Mutation::Upload(app) => self.upload(app, &who, &parts.headers, body).await,
-                Mutation::Activate(app, version) => self.activate(app, *version).await,
-                Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
-                Mutation::Delete(app) => self.delete(app).await,
-            },
+        let who = match self
+            .tokens
+            .identify(&parts.headers)
+            .and_then(|token| token.allowed(Scope::Deploy))
+        {
+            Ok(who) => who,
             Err(refused) => {
+                self.audit.refused(peer, action, app, refused.status);
                 drain(body, self.max_upload).await;
-                Err(refused)
+                return Err(refused);
             }
         };
-        let who = who.as_deref();
-        match &result {
-            Ok((status, value)) => self.audit.record(who, action, app, *status, value),
-            Err(err) => {
-                self.audit
-                    .record(who, action, app, err.status, &json!({"error": err.message}))
-            }
+        if let Err(err) = self
+            .audit
+            .record(Some(&who.name), action, app, None, &json!({}))
+        {
+            drain(body, self.max_upload).await;
+            return Err(ApiError::internal(format!(
+                "the audit log cannot be written ({err}); no change is made until it can"
+            ))
+            .with_status(StatusCode::SERVICE_UNAVAILABLE));
+        }
+        let result = match &mutation {
+            Mutation::Upload(app) => self.upload(app, &who, &parts.headers, body).await,
+            Mutation::Activate(app, version) => self.activate(app, *version).await,
+            Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
+            Mutation::Delete(app) => self.delete(app).await,
+        };
+        let (status, outcome) = match &result {
+            Ok((status, value)) => (*status, value.clone()),
+            Err(err) => (err.status, json!({"error": err.message})),
+        };
+        if let Err(err) = self
+            .audit
+            .record(Some(&who.name), action, app, Some(status), &outcome)
+        {
+            tracing::error!("cannot write the outcome of {action} {app} to the audit log: {err}");
         }
         result.map(|(status, value)| json_response(status, &value))
     }
@@ -240,7 +292,14 @@ impl Admin {
                 })
             })
             .collect();
-        Ok(json!({ "apps": apps }))
+        Ok(json!({
+            "apps": apps,
+            "connections": self.front.stats(),
+            "admin": {
+                "connections": self.caps.counters.to_json(self.caps.open()),
+                "refused_attempts": self.audit.refused_count(),
+            },
+        }))
     }
 
     async fn versions(&self, app: &str) -> Result<Value, ApiError> {
@@ -278,15 +337,23 @@ impl Admin {
         headers: &http::HeaderMap,
         body: Incoming,
     ) -> Result<(StatusCode, Value), ApiError> {
-        // The body first, whatever is wrong with the rest: see read_upload.
-        let bytes = read_upload(body, self.max_upload, DRAIN_LIMIT).await?;
+        let Ok(_upload) = self.uploads.clone().try_acquire_owned() else {
+            drain(body, self.max_upload).await;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} uploads are in progress, the most this node takes at once (admin.max_uploads); try again shortly",
+                    self.max_uploads
+                ),
+            )
+            .with_retry_after(5));
+        };
+        // The body first, whatever is wrong with the rest: see stage_upload.
+        let staging = self.store.lock().await.staging()?;
+        let staging = stage_upload(body, staging, self.max_upload).await?;
         let manifest_text = manifest_of(headers)?;
-        let manifest = AppManifest::parse(
-            Path::new(MANIFEST_FILE),
-            &manifest_text,
-            self.runtime.max_memory(),
-        )
-        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
+        let manifest = AppManifest::parse(Path::new(MANIFEST_FILE), &manifest_text, &self.maxima)
+            .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
         if manifest.name != app {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -296,7 +363,7 @@ impl Admin {
                 ),
             ));
         }
-        let too_large = || {
+        let staging = staging.ok_or_else(|| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -304,9 +371,8 @@ impl Admin {
                     self.max_upload >> 20
                 ),
             )
-        };
-        let bytes = bytes.ok_or_else(too_large)?;
-        if bytes.is_empty() {
+        })?;
+        if staging.size() == 0 {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "the upload is empty; send the component as the body",
@@ -314,21 +380,33 @@ impl Admin {
         }
 
         self.refuse_config_app(app)?;
-        let staged = self.store.lock().await.stage(&bytes)?;
+        let staged = staging.finish()?;
         // Validation compiles the component (and caches the artifact, so the
         // activation that follows is fast): it must be a component, import
         // only the handler world, export wasi:http/incoming-handler. One
         // compile at a time, and without the store lock: activations and
-        // rollbacks go on meanwhile.
-        let compiling = self.compiling.lock().await;
+        // rollbacks go on meanwhile. The compile owns the lock until it
+        // ends, even past its timeout (wasmtime cannot stop a compile).
+        let compiling = tokio::time::timeout(COMPILE_TIMEOUT, self.compiling.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "an earlier upload is still compiling; try again later",
+                )
+                .with_retry_after(30)
+            })?;
         let runtime = self.runtime.clone();
         let path = staged.path().to_owned();
         let compiled = tokio::time::timeout(
             COMPILE_TIMEOUT,
-            tokio::task::spawn_blocking(move || runtime.validate(&path)),
+            tokio::task::spawn_blocking(move || {
+                let validated = runtime.validate(&path);
+                drop(compiling);
+                validated
+            }),
         )
         .await;
-        drop(compiling);
         match compiled {
             Err(_elapsed) => {
                 return Err(ApiError::new(
@@ -467,13 +545,15 @@ impl Admin {
         let runtime = self.runtime.clone();
         let blob = store.blob_path(&record.sha256);
         let name = app.to_owned();
-        let served =
-            tokio::task::spawn_blocking(move || load_version(&runtime, &name, &blob, &record))
-                .await
-                .map_err(|panicked| ApiError::internal(format!("loading failed: {panicked}")))?
-                .map_err(|(status, message)| ApiError::new(status, message))?;
+        let maxima = self.maxima.clone();
+        let served = tokio::task::spawn_blocking(move || {
+            load_version(&runtime, &maxima, &name, &blob, &record)
+        })
+        .await
+        .map_err(|panicked| ApiError::internal(format!("loading failed: {panicked}")))?
+        .map_err(|(status, message)| ApiError::new(status, message))?;
         self.table
-            .check_routes(app, &served.routes)
+            .check_routes(app, &served.routes, Origin::Store)
             .map_err(|conflict| ApiError::new(StatusCode::CONFLICT, conflict))?;
         store.activate(app, version)?;
         let previous = self
@@ -504,41 +584,32 @@ impl Admin {
     }
 }
 
-/// Serves the admin API until `shutdown` resolves. Open connections (a
-/// tail, say) end with the admin thread.
+/// Serves the admin API until `shutdown` resolves, on connections of its
+/// own (capped by `admin.max_connections`, with descriptors kept for them):
+/// a flood of clients on the front end cannot lock the operator out. Open
+/// connections (a tail, say) get a second to end.
 pub(crate) async fn serve(
     listener: TcpListener,
     admin: Arc<Admin>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!("admin accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let handler = {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = connection.await {
-                tracing::debug!("admin connection ended with an error: {err}");
-            }
-        });
-    }
+        move |request| {
+            let admin = admin.clone();
+            async move { admin.handle(request).await }
+        }
+    };
+    front::accept_loop(
+        listener,
+        &admin.caps,
+        admin.driver.clone(),
+        handler,
+        shutdown,
+        Duration::from_secs(1),
+        "admin API",
+    )
+    .await;
 }
 
 /// An upload that is refused is still read, and thrown away, up to this
@@ -546,29 +617,48 @@ pub(crate) async fn serve(
 /// under it (a broken pipe) instead of the refusal and its reason.
 const DRAIN_LIMIT: u64 = 1 << 30;
 
-/// Reads a request body: its bytes, or `None` if there are more than `max`
-/// (the rest is read and dropped, until `drain` bytes in all).
-async fn read_upload(mut body: Incoming, max: u64, drain: u64) -> Result<Option<Bytes>, ApiError> {
-    let mut bytes = Vec::new();
-    let mut seen: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("reading the upload failed: {err}"),
-            )
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len() as u64;
-        if seen <= max {
-            bytes.extend_from_slice(&data);
-        } else if seen > drain {
-            break;
+/// Writes an upload's body into `staging` as it arrives: the staging file,
+/// or `None` if there were more than `max` bytes (the rest is read and
+/// dropped, up to `DRAIN_LIMIT` bytes in all, so the client sees the 413
+/// and not a broken pipe). The whole upload has `UPLOAD_TIMEOUT`.
+async fn stage_upload(
+    mut body: Incoming,
+    mut staging: Staging,
+    max: u64,
+) -> Result<Option<Staging>, ApiError> {
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the upload failed: {err}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen <= max {
+                staging.write(&data)?;
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
         }
-    }
-    Ok((seen <= max).then(|| Bytes::from(bytes)))
+        Ok::<_, ApiError>(seen)
+    };
+    let seen = tokio::time::timeout(UPLOAD_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the upload did not arrive within {} s",
+                    UPLOAD_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
+    Ok((seen <= max).then_some(staging))
 }
 
 /// How long a refused request's body is read before the connection is
@@ -578,8 +668,17 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Reads and drops a refused request's body, so the client gets the
 /// refusal instead of a connection closed under its upload; bounded in bytes
 /// and time.
-async fn drain(body: Incoming, limit: u64) {
-    let _ = tokio::time::timeout(DRAIN_TIME, read_upload(body, 0, limit)).await;
+async fn drain(mut body: Incoming, limit: u64) {
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
 /// What the deploy scope may change.
@@ -606,6 +705,7 @@ impl Mutation {
 /// named like an app of node.toml is refused: the node config wins.
 fn load_active(
     runtime: &Runtime,
+    maxima: &Limits,
     store: &AppStore,
     table: &AppTable,
     name: &str,
@@ -616,9 +716,15 @@ fn load_active(
     if table.get(name).is_some() {
         return Err("node.toml has an app of the same name".into());
     }
-    let served = load_version(runtime, name, &store.blob_path(&version.sha256), &version)
-        .map_err(|(_, err)| format!("version {}: {err}", version.version))?;
-    table.check_routes(name, &served.routes)?;
+    let served = load_version(
+        runtime,
+        maxima,
+        name,
+        &store.blob_path(&version.sha256),
+        &version,
+    )
+    .map_err(|(_, err)| format!("version {}: {err}", version.version))?;
+    table.check_routes(name, &served.routes, Origin::Store)?;
     tracing::info!("app {name}: version {} from the store", version.version);
     Ok(Some(served))
 }
@@ -627,21 +733,18 @@ fn load_active(
 /// manifest.
 fn load_version(
     runtime: &Runtime,
+    maxima: &Limits,
     app: &str,
     blob: &Path,
     version: &Version,
 ) -> Result<Served, (StatusCode, String)> {
-    let manifest = AppManifest::parse(
-        Path::new(MANIFEST_FILE),
-        &version.manifest,
-        runtime.max_memory(),
-    )
-    .map_err(|err| {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("stored manifest: {err}"),
-        )
-    })?;
+    let manifest = AppManifest::parse(Path::new(MANIFEST_FILE), &version.manifest, maxima)
+        .map_err(|err| {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("stored manifest: {err}"),
+            )
+        })?;
     let spec = AppSpec {
         name: app.to_owned(),
         component: blob.to_owned(),
@@ -700,8 +803,9 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Admin
 /// An admin request that cannot be carried out: a status and why.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     message: String,
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -709,6 +813,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -717,13 +822,27 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     fn response(&self) -> Response<AdminBody> {
         let mut response = json_response(self.status, &json!({ "error": self.message }));
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
         }
         response
     }

@@ -16,12 +16,78 @@ use toml::Spanned;
 pub struct NodeConfig {
     /// Where the HTTP front end listens.
     pub listen: SocketAddr,
+    /// Deadlines and caps of client connections and request bodies.
+    pub http: HttpConfig,
     /// Settings of the process-wide runtime.
     pub runtime: RuntimeConfig,
+    /// The most an app may ask for: a manifest above one is refused.
+    pub maxima: Limits,
     /// The apps, sorted by name.
     pub apps: Vec<AppConfig>,
     /// The admin API and the app store behind it, if enabled.
     pub admin: Option<AdminConfig>,
+}
+
+/// The `[http]` section: every phase of a client connection has a deadline,
+/// and connections and buffered bodies have caps. See the README's "Limits
+/// and defaults" for what each defends.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Open client connections per node; more are closed at once.
+    pub max_connections: usize,
+    /// Open client connections per client IP (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+    /// From accept to the first bytes that tell HTTP/1.1 from HTTP/2.
+    pub handshake_timeout: Duration,
+    /// For a complete HTTP/1.1 request head, from when the connection is
+    /// ready for it (detected, or the previous response sent).
+    pub header_timeout: Duration,
+    /// An HTTP/1.1 connection between requests, without a byte.
+    pub keepalive_timeout: Duration,
+    /// An HTTP/2 connection without an open stream; then GOAWAY.
+    pub http2_idle_timeout: Duration,
+    /// How often an HTTP/2 peer is pinged...
+    pub http2_ping_interval: Duration,
+    /// ...and how long it has to answer before the connection is closed.
+    pub http2_ping_timeout: Duration,
+    /// A response the client does not read for this long closes the
+    /// connection (also the grace given a connection being closed).
+    pub send_timeout: Duration,
+    /// A request body with no bytes for this long gets 408; also the
+    /// grace before `body_min_rate` applies.
+    pub body_timeout: Duration,
+    /// Bytes per second a request body must average after `body_timeout`
+    /// (0: no minimum).
+    pub body_min_rate: u64,
+    /// Bodies up to this size are read before an instance is taken, so a
+    /// client trickling one holds no instance.
+    pub body_prebuffer: u64,
+    /// Bytes of such bodies held at once across the node; past it,
+    /// requests get 503.
+    pub body_buffer_total: u64,
+    /// After SIGTERM, how long in-flight requests have to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_ip: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(15),
+            http2_idle_timeout: Duration::from_secs(60),
+            http2_ping_interval: Duration::from_secs(20),
+            http2_ping_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 1024,
+            body_prebuffer: 64 << 10,
+            body_buffer_total: 256 << 20,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The `[admin]` section: where the admin API listens, who may use it, and
@@ -36,6 +102,11 @@ pub struct AdminConfig {
     pub max_upload: u64,
     /// Who may call the API.
     pub tokens: Vec<AdminToken>,
+    /// Open connections to the admin API; more are closed at once. The node
+    /// keeps file descriptors in reserve for them.
+    pub max_connections: usize,
+    /// Uploads validated at once; more get 429.
+    pub max_uploads: usize,
 }
 
 /// One admin token: stored as the sha256 of the secret, never the secret.
@@ -79,6 +150,9 @@ pub const DEFAULT_ADMIN_ADDR: SocketAddr =
 /// component size cap.
 const DEFAULT_MAX_UPLOAD_MIB: u64 = 64;
 
+/// Default `admin.max_connections`.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// One app of a node.
 #[derive(Clone, Debug)]
 pub struct AppConfig {
@@ -104,15 +178,18 @@ impl NodeConfig {
             || "app".to_owned(),
             |stem| stem.to_string_lossy().into_owned(),
         );
+        let maxima = Limits::node_maxima();
         Self {
             listen,
+            http: HttpConfig::default(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
                 name,
                 component,
                 routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
-                limits: Limits::default(),
+                limits: Limits::defaults_within(&maxima),
             }],
+            maxima,
             admin: None,
         }
     }
@@ -168,26 +245,46 @@ impl NodeConfig {
             Some(dir) => base.join(dir),
             None => default_cache_dir,
         });
-        if let Some(max) = raw.max_instances {
-            if *max.get_ref() == 0 {
+        if let Some(max) = positive(&raw.max_instances, "max_instances", &at)? {
+            runtime.max_instances = u32::try_from(max).unwrap_or(u32::MAX);
+        }
+        if let Some(wait) = positive(&raw.instance_wait_ms, "instance_wait_ms", &at)? {
+            runtime.instance_wait = Duration::from_millis(wait);
+        }
+        let mut maxima = Limits::node_maxima();
+        maxima.instances = (runtime.max_instances / 4).max(1);
+        if let Some(max) = positive(&raw.max_instances_per_app, "max_instances_per_app", &at)? {
+            if max > u64::from(runtime.max_instances) {
+                let span = raw.max_instances_per_app.as_ref().expect("set").span();
                 return Err(at(
-                    max.span(),
-                    "max_instances".into(),
-                    "must be at least 1".into(),
+                    span,
+                    "max_instances_per_app".into(),
+                    format!(
+                        "{max} is more than max_instances ({}); an app cannot have more instances than the node",
+                        runtime.max_instances
+                    ),
                 ));
             }
-            runtime.max_instances = *max.get_ref();
+            maxima.instances = u32::try_from(max).unwrap_or(u32::MAX);
         }
-        if let Some(max) = raw.max_memory_mib {
-            if *max.get_ref() == 0 {
-                return Err(at(
-                    max.span(),
-                    "max_memory_mib".into(),
-                    "must be at least 1".into(),
-                ));
-            }
-            runtime.max_memory = max.get_ref() << 20;
+        if let Some(max) = positive(&raw.max_cpu_ms, "max_cpu_ms", &at)? {
+            maxima.cpu_time = Duration::from_millis(max);
         }
+        if let Some(max) = positive(&raw.max_wall_ms, "max_wall_ms", &at)? {
+            maxima.wall_time = Duration::from_millis(max);
+        }
+        if let Some(max) = positive(&raw.max_memory_mib, "max_memory_mib", &at)? {
+            maxima.memory = max.saturating_mul(1 << 20);
+        }
+        if let Some(max) = positive(&raw.max_request_body_kib, "max_request_body_kib", &at)? {
+            maxima.request_body = max.saturating_mul(1024);
+        }
+        runtime.max_memory = maxima.memory;
+        let http = raw
+            .http
+            .map(|http| http.validate(&at))
+            .transpose()?
+            .unwrap_or_default();
 
         runtime.lazy_load = raw.lazy_load;
         let admin = raw
@@ -231,13 +328,10 @@ impl NodeConfig {
                         .map_err(|message| at(route.span(), key("routes"), message))?,
                 );
             }
-            let limits = app
-                .limits
-                .map(|limits| {
-                    limits.validate(&format!("apps.{name}.limits"), runtime.max_memory, &at)
-                })
-                .transpose()?
-                .unwrap_or_default();
+            let limits = match app.limits {
+                Some(limits) => limits.validate(&format!("apps.{name}.limits"), &maxima, &at)?,
+                None => Limits::defaults_within(&maxima),
+            };
             apps.push(AppConfig {
                 name,
                 component,
@@ -248,7 +342,9 @@ impl NodeConfig {
         check_duplicate_routes(path, &apps)?;
         Ok(Self {
             listen,
+            http,
             runtime,
+            maxima,
             apps,
             admin,
         })
@@ -300,6 +396,21 @@ pub(crate) fn line_of(source: &str, offset: usize) -> usize {
     source[..offset.min(source.len())].matches('\n').count() + 1
 }
 
+/// The value of an optional key that must be at least 1.
+fn positive(
+    value: &Option<Spanned<u64>>,
+    key: &str,
+    at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+) -> Result<Option<u64>, ConfigError> {
+    match value {
+        Some(value) if *value.get_ref() == 0 => {
+            Err(at(value.span(), key.into(), "must be at least 1".into()))
+        }
+        Some(value) => Ok(Some(*value.get_ref())),
+        None => Ok(None),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
@@ -308,9 +419,20 @@ struct RawNode {
     /// Directory of precompiled artifacts.
     cache_dir: Option<PathBuf>,
     /// Instances that may exist at once (sizes the pooling allocator).
-    max_instances: Option<Spanned<u32>>,
+    max_instances: Option<Spanned<u64>>,
+    /// How long a request may wait for an instance.
+    instance_wait_ms: Option<Spanned<u64>>,
+    /// The largest `limits.instances` of an app.
+    max_instances_per_app: Option<Spanned<u64>>,
+    /// The largest `limits.cpu_ms` of an app.
+    max_cpu_ms: Option<Spanned<u64>>,
+    /// The largest `limits.wall_ms` of an app.
+    max_wall_ms: Option<Spanned<u64>>,
     /// The largest memory limit any app may have, in MiB.
     max_memory_mib: Option<Spanned<u64>>,
+    /// The largest `limits.request_body_kib` of an app.
+    max_request_body_kib: Option<Spanned<u64>>,
+    http: Option<RawHttp>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
     lazy_load: bool,
@@ -321,10 +443,117 @@ struct RawNode {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_connections: Option<Spanned<u64>>,
+    max_connections_per_ip: Option<Spanned<u64>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    header_timeout_ms: Option<Spanned<u64>>,
+    keepalive_timeout_ms: Option<Spanned<u64>>,
+    http2_idle_timeout_ms: Option<Spanned<u64>>,
+    http2_ping_interval_ms: Option<Spanned<u64>>,
+    http2_ping_timeout_ms: Option<Spanned<u64>>,
+    send_timeout_ms: Option<Spanned<u64>>,
+    body_timeout_ms: Option<Spanned<u64>>,
+    body_min_rate: Option<u64>,
+    body_prebuffer_kib: Option<u64>,
+    body_buffer_mib: Option<Spanned<u64>>,
+    shutdown_timeout_ms: Option<Spanned<u64>>,
+}
+
+impl RawHttp {
+    fn validate(
+        self,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<HttpConfig, ConfigError> {
+        let mut http = HttpConfig::default();
+        let count = |value: &Option<Spanned<u64>>, key: &str, into: &mut usize| {
+            if let Some(n) = positive(value, &format!("http.{key}"), at)? {
+                *into = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            Ok::<_, ConfigError>(())
+        };
+        count(
+            &self.max_connections,
+            "max_connections",
+            &mut http.max_connections,
+        )?;
+        count(
+            &self.max_connections_per_ip,
+            "max_connections_per_ip",
+            &mut http.max_connections_per_ip,
+        )?;
+        let millis = |value: &Option<Spanned<u64>>, key: &str, into: &mut Duration| {
+            if let Some(ms) = positive(value, &format!("http.{key}"), at)? {
+                *into = Duration::from_millis(ms);
+            }
+            Ok::<_, ConfigError>(())
+        };
+        millis(
+            &self.handshake_timeout_ms,
+            "handshake_timeout_ms",
+            &mut http.handshake_timeout,
+        )?;
+        millis(
+            &self.header_timeout_ms,
+            "header_timeout_ms",
+            &mut http.header_timeout,
+        )?;
+        millis(
+            &self.keepalive_timeout_ms,
+            "keepalive_timeout_ms",
+            &mut http.keepalive_timeout,
+        )?;
+        millis(
+            &self.http2_idle_timeout_ms,
+            "http2_idle_timeout_ms",
+            &mut http.http2_idle_timeout,
+        )?;
+        millis(
+            &self.http2_ping_interval_ms,
+            "http2_ping_interval_ms",
+            &mut http.http2_ping_interval,
+        )?;
+        millis(
+            &self.http2_ping_timeout_ms,
+            "http2_ping_timeout_ms",
+            &mut http.http2_ping_timeout,
+        )?;
+        millis(
+            &self.send_timeout_ms,
+            "send_timeout_ms",
+            &mut http.send_timeout,
+        )?;
+        millis(
+            &self.body_timeout_ms,
+            "body_timeout_ms",
+            &mut http.body_timeout,
+        )?;
+        millis(
+            &self.shutdown_timeout_ms,
+            "shutdown_timeout_ms",
+            &mut http.shutdown_timeout,
+        )?;
+        if let Some(rate) = self.body_min_rate {
+            http.body_min_rate = rate;
+        }
+        if let Some(kib) = self.body_prebuffer_kib {
+            http.body_prebuffer = kib.saturating_mul(1024);
+        }
+        if let Some(mib) = positive(&self.body_buffer_mib, "http.body_buffer_mib", at)? {
+            http.body_buffer_total = mib.saturating_mul(1 << 20);
+        }
+        Ok(http)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<Spanned<String>>,
     state_dir: Option<PathBuf>,
     max_upload_mib: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
+    max_uploads: Option<Spanned<u64>>,
     #[serde(default)]
     tokens: Vec<RawToken>,
 }
@@ -397,11 +626,19 @@ impl RawAdmin {
                 scopes: token.scopes.into_inner(),
             });
         }
+        let max_connections = positive(&self.max_connections, "admin.max_connections", at)?
+            .map_or(DEFAULT_ADMIN_MAX_CONNECTIONS, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
+        let max_uploads = positive(&self.max_uploads, "admin.max_uploads", at)?
+            .map_or(2, |n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(AdminConfig {
             listen,
             state_dir: base.join(self.state_dir.unwrap_or_else(|| PathBuf::from("state"))),
             max_upload: max_upload_mib << 20,
             tokens,
+            max_connections,
+            max_uploads,
         })
     }
 }
@@ -433,48 +670,97 @@ pub(crate) struct RawLimits {
     wall_ms: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<u64>>,
     request_body_kib: Option<Spanned<u64>>,
+    instances: Option<Spanned<u64>>,
 }
 
 impl RawLimits {
     /// `prefix` is the limits table's key in errors (`apps.NAME.limits`).
+    /// A value above the node's maximum is refused, naming the node key;
+    /// what is not set gets the default, lowered to the maximum.
     pub(crate) fn validate(
         self,
         prefix: &str,
-        max_memory: u64,
+        maxima: &Limits,
         at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
     ) -> Result<Limits, ConfigError> {
-        let mut limits = Limits::default();
-        let key = |field: &str| format!("{prefix}.{field}");
-        let positive = |value: &Spanned<u64>, field: &str| {
-            if *value.get_ref() == 0 {
-                Err(at(value.span(), key(field), "must be at least 1".into()))
-            } else {
-                Ok(*value.get_ref())
+        let mut limits = Limits::defaults_within(maxima);
+        let within = |value: &Option<Spanned<u64>>,
+                      field: &str,
+                      unit: &str,
+                      max: u64,
+                      node_key: &str,
+                      zero_ok: bool|
+         -> Result<Option<u64>, ConfigError> {
+            let Some(spanned) = value else {
+                return Ok(None);
+            };
+            let key = format!("{prefix}.{field}");
+            let value = *spanned.get_ref();
+            if value == 0 && !zero_ok {
+                return Err(at(spanned.span(), key, "must be at least 1".into()));
             }
-        };
-        if let Some(cpu) = &self.cpu_ms {
-            limits.cpu_time = Duration::from_millis(positive(cpu, "cpu_ms")?);
-        }
-        if let Some(wall) = &self.wall_ms {
-            limits.wall_time = Duration::from_millis(positive(wall, "wall_ms")?);
-        }
-        if let Some(memory) = &self.memory_mib {
-            let bytes = positive(memory, "memory_mib")?.saturating_mul(1 << 20);
-            if bytes > max_memory {
+            if value > max {
                 return Err(at(
-                    memory.span(),
-                    key("memory_mib"),
+                    spanned.span(),
+                    key,
                     format!(
-                        "{} MiB is more than the node allows (max_memory_mib = {}); lower it or raise max_memory_mib",
-                        memory.get_ref(),
-                        max_memory >> 20
+                        "{value}{unit} is more than this node allows ({node_key} = {max}); \
+                         lower it, or have the node's operator raise {node_key}"
                     ),
                 ));
             }
-            limits.memory = bytes;
+            Ok(Some(value))
+        };
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if let Some(ms) = within(
+            &self.cpu_ms,
+            "cpu_ms",
+            " ms",
+            millis(maxima.cpu_time),
+            "max_cpu_ms",
+            false,
+        )? {
+            limits.cpu_time = Duration::from_millis(ms);
         }
-        if let Some(body) = &self.request_body_kib {
-            limits.request_body = body.get_ref().saturating_mul(1024);
+        if let Some(ms) = within(
+            &self.wall_ms,
+            "wall_ms",
+            " ms",
+            millis(maxima.wall_time),
+            "max_wall_ms",
+            false,
+        )? {
+            limits.wall_time = Duration::from_millis(ms);
+        }
+        if let Some(mib) = within(
+            &self.memory_mib,
+            "memory_mib",
+            " MiB",
+            maxima.memory >> 20,
+            "max_memory_mib",
+            false,
+        )? {
+            limits.memory = mib << 20;
+        }
+        if let Some(kib) = within(
+            &self.request_body_kib,
+            "request_body_kib",
+            " KiB",
+            maxima.request_body / 1024,
+            "max_request_body_kib",
+            true,
+        )? {
+            limits.request_body = kib * 1024;
+        }
+        if let Some(n) = within(
+            &self.instances,
+            "instances",
+            "",
+            u64::from(maxima.instances),
+            "max_instances_per_app",
+            false,
+        )? {
+            limits.instances = u32::try_from(n).expect("at most a u32 maximum");
         }
         Ok(limits)
     }

@@ -1,180 +1,238 @@
-//! The HTTP front end: accepts connections, speaks HTTP/1.1 or HTTP/2 (prior
-//! knowledge, detected per connection), routes each request to its app and
-//! adds `x-request-id` to every response.
+//! The HTTP front end: accepts connections within the node's caps, serves
+//! each (HTTP/1.1 or HTTP/2 with prior knowledge, detected per connection)
+//! under deadlines (`front/conn.rs`), passes each request through the edge
+//! phase (`edge.rs`) to its app, and adds `x-request-id` to every response.
 
+mod caps;
+mod conn;
+
+pub(crate) use caps::ConnectionCaps;
+pub(crate) use conn::{Deadlines, Driver};
+
+use conn::ClientAddr;
+
+use crate::config::HttpConfig;
+use crate::edge::{Edge, Refusal};
 use crate::table::AppTable;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use caps::RateLimitedLog;
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use outpost_core::{RequestId, ResponseBody};
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Everything the front end's workers share.
+pub(crate) struct Front {
+    table: Arc<AppTable>,
+    edge: Edge,
+    driver: Arc<Driver>,
+    caps: Arc<ConnectionCaps>,
+    shutdown_timeout: Duration,
+}
 
-/// How long in-flight requests may take to finish once shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+impl Front {
+    pub(crate) fn new(table: Arc<AppTable>, http: &HttpConfig) -> Self {
+        let deadlines = Deadlines {
+            handshake: http.handshake_timeout,
+            header: http.header_timeout,
+            keepalive: http.keepalive_timeout,
+            http2_idle: http.http2_idle_timeout,
+            http2_ping_interval: http.http2_ping_interval,
+            http2_ping_timeout: http.http2_ping_timeout,
+            send: http.send_timeout,
+        };
+        Self {
+            table,
+            edge: Edge::new(http),
+            driver: Arc::new(Driver::new(deadlines, false)),
+            caps: Arc::new(ConnectionCaps::new(
+                http.max_connections,
+                http.max_connections_per_ip,
+            )),
+            shutdown_timeout: http.shutdown_timeout,
+        }
+    }
 
-/// Accepts connections until `shutdown` resolves, then lets in-flight
-/// requests finish (up to [`DRAIN_TIMEOUT`]).
+    /// The front end's connection counters, for `/v1/stats`.
+    pub(crate) fn stats(&self) -> serde_json::Value {
+        self.caps.counters.to_json(self.caps.open())
+    }
+}
+
+/// Serves the front end on one worker's listener until `shutdown`
+/// resolves, then lets in-flight requests finish (up to
+/// `http.shutdown_timeout`).
 pub(crate) async fn serve(
     listener: TcpListener,
-    table: Arc<AppTable>,
+    front: Arc<Front>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client gets HEADER_READ_TIMEOUT to send a request head; without it a
-    // slow client could hold a connection open forever (slowloris).
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
+    let handler = {
+        let front = front.clone();
+        move |request| {
+            let front = front.clone();
+            async move { handle(&front, request).await }
+        }
+    };
+    accept_loop(
+        listener,
+        &front.caps,
+        front.driver.clone(),
+        handler,
+        shutdown,
+        front.shutdown_timeout,
+        "front end",
+    )
+    .await;
+}
+
+/// Accepts connections within `caps` and serves each with `driver` until
+/// `shutdown` resolves; then waits up to `drain` for open connections to
+/// finish their requests. Shared by the front end and the admin API.
+pub(crate) async fn accept_loop<F, Fut, B>(
+    listener: TcpListener,
+    caps: &Arc<ConnectionCaps>,
+    driver: Arc<Driver>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    what: &'static str,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let accept_errors = RateLimitedLog::new(Duration::from_secs(10));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
                 Err(err) => {
-                    // Typically out of file descriptors: back off instead of
-                    // spinning, keep serving the connections we have.
-                    tracing::warn!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors, typically: back off (up to a
+                    // second) and keep serving the connections we have; one
+                    // log line per 10 s, however many attempts fail.
+                    caps.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    accept_errors.warn(|suppressed| format!(
+                        "{what}: accept failed: {err}; backing off (and {suppressed} more failures since the last such line)"
+                    ));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        // Responses are written in one go; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
-        let table = table.clone();
-        let service = service_fn(move |request| handle(table.clone(), request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        // Beyond a cap the connection is closed at once: it costs a
+        // descriptor for the moment of the accept, nothing more.
+        let Ok(admitted) = caps.admit(peer) else {
+            continue;
+        };
+        let driver = driver.clone();
+        let handler = handler.clone();
+        let stop = stop_rx.clone();
+        let counters = caps.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!("connection ended with an error: {err}");
-            }
+            driver
+                .serve(stream, peer, &counters.counters, handler, stop)
+                .await;
+            drop(admitted);
         });
     }
     drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        () = stop_tx.closed() => tracing::info!("{what}: all connections drained"),
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!("{what}: connections still open after {drain:?}; closing them");
         }
     }
 }
 
-async fn handle(
-    table: Arc<AppTable>,
-    request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+/// The address of the client that sent `request`.
+pub(crate) fn peer_of<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
+    request.extensions().get::<ClientAddr>().map(|addr| addr.0)
+}
+
+/// The first pause after a failed accept, doubled on each failure in a row.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause after a failed accept.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseBody> {
     let request_id = RequestId::next();
-    let Some(host) = host_of(&request) else {
-        return Ok(host_response(
-            StatusCode::BAD_REQUEST,
-            "the request has no Host header",
-            request_id,
-        ));
-    };
     // The router as of this request: a deploy swapping it meanwhile does
     // not affect a request already routed.
-    let Some(app) = table
-        .router()
-        .route(Some(host), request.uri().path())
-        .cloned()
-    else {
-        return Ok(host_response(
-            StatusCode::NOT_FOUND,
-            "no app is routed for this host and path",
-            request_id,
-        ));
+    let router = front.table.router();
+    let (app, request) = match front.edge.admit(&router, request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal_response(&refusal, request_id),
     };
-    Ok(match app.handle(request, request_id).await {
+    drop(router);
+    match app.handle(request, request_id).await {
         Ok(mut response) => {
             response
                 .headers_mut()
                 .insert(X_REQUEST_ID, header_value(request_id));
             response
         }
-        Err(failure) => host_response(failure.status(), &failure.public_reason(), request_id),
-    })
-}
-
-/// The host a request is addressed to, without the port: the URI authority
-/// (HTTP/2, absolute-form HTTP/1.1) or the Host header.
-fn host_of<B>(request: &Request<B>) -> Option<&str> {
-    if let Some(host) = request.uri().host() {
-        return Some(host);
+        Err(failure) => refusal_response(
+            &Refusal {
+                status: failure.status(),
+                reason: failure.public_reason(),
+                retry_after: failure.retry_after(),
+                close: false,
+            },
+            request_id,
+        ),
     }
-    let host = request.headers().get(HOST)?.to_str().ok()?;
-    Some(match host.rsplit_once(':') {
-        // "[::1]:8080" and "example.com:8080" lose the port; "[::1]" stays.
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    })
 }
 
-/// A response made by the host itself (routing errors, guest failures): the
-/// reason as plain text, with the request id to quote in a bug report.
-fn host_response(
-    status: StatusCode,
-    reason: &str,
-    request_id: RequestId,
-) -> Response<ResponseBody> {
-    let body = format!("{reason}\nrequest id: {request_id}\n");
+/// A response made by the host itself (refused at the edge, or a guest
+/// failure): the reason as plain text, with the request id to quote in a
+/// bug report.
+fn refusal_response(refusal: &Refusal, request_id: RequestId) -> Response<ResponseBody> {
+    let body = format!("{}\nrequest id: {request_id}\n", refusal.reason);
     let mut response = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = status;
+    *response.status_mut() = refusal.status;
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(X_REQUEST_ID, header_value(request_id));
+    if let Some(seconds) = refusal.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if refusal.close {
+        // HTTP/1.1: the request body was not read to its end, so the
+        // connection cannot carry another request. (HTTP/2 ignores it.)
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
 fn header_value(request_id: RequestId) -> HeaderValue {
     HeaderValue::from_str(&request_id.to_string()).expect("hex digits are a valid header value")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(uri: &str, host: Option<&str>) -> Request<()> {
-        let mut builder = Request::builder().uri(uri);
-        if let Some(host) = host {
-            builder = builder.header(HOST, host);
-        }
-        builder.body(()).unwrap()
-    }
-
-    #[test]
-    fn host_comes_from_authority_or_host_header_without_port() {
-        assert_eq!(
-            host_of(&request("http://a.com:81/x", Some("b.com"))),
-            Some("a.com")
-        );
-        assert_eq!(host_of(&request("/x", Some("b.com:8080"))), Some("b.com"));
-        assert_eq!(host_of(&request("/x", Some("[::1]:8080"))), Some("[::1]"));
-        assert_eq!(host_of(&request("/x", Some("b.com"))), Some("b.com"));
-        assert_eq!(host_of(&request("/x", None)), None);
-    }
 }

@@ -37,8 +37,8 @@ pub struct AppManifest {
 }
 
 impl AppManifest {
-    /// Reads and validates `DIR/outpost.toml`.
-    pub fn load(dir: &Path, max_memory: u64) -> Result<Self, ConfigError> {
+    /// Reads and validates `DIR/outpost.toml` against a node's maxima.
+    pub fn load(dir: &Path, maxima: &Limits) -> Result<Self, ConfigError> {
         let path = dir.join(MANIFEST_FILE);
         let source = std::fs::read_to_string(&path).map_err(|err| ConfigError {
             file: path.clone(),
@@ -50,12 +50,13 @@ impl AppManifest {
                 format!("cannot read: {err}")
             },
         })?;
-        Self::parse(&path, &source, max_memory)
+        Self::parse(&path, &source, maxima)
     }
 
-    /// Validates a manifest given as text; `path` is used in errors.
-    /// `max_memory` is the largest memory limit allowed, in bytes.
-    pub fn parse(path: &Path, source: &str, max_memory: u64) -> Result<Self, ConfigError> {
+    /// Validates a manifest given as text; `path` is used in errors. Limits
+    /// above the node's `maxima` are refused; unset ones get the defaults,
+    /// lowered to the maxima.
+    pub fn parse(path: &Path, source: &str, maxima: &Limits) -> Result<Self, ConfigError> {
         let file = || PathBuf::from(path);
         let at = |span: std::ops::Range<usize>, key: String, message: String| ConfigError {
             file: file(),
@@ -68,7 +69,7 @@ impl AppManifest {
             line: err.span().map(|span| line_of(source, span.start)),
             key: None,
             message: format!(
-                "{} (keys of schema {SCHEMA}: schema, name, routes, [limits] cpu_ms, wall_ms, memory_mib, request_body_kib)",
+                "{} (keys of schema {SCHEMA}: schema, name, routes, [limits] cpu_ms, wall_ms, memory_mib, request_body_kib, instances)",
                 err.message().trim()
             ),
         })?;
@@ -118,11 +119,10 @@ impl AppManifest {
                     .map_err(|message| at(route.span(), "routes".into(), message))?,
             );
         }
-        let limits = raw
-            .limits
-            .map(|limits| limits.validate("limits", max_memory, &at))
-            .transpose()?
-            .unwrap_or_default();
+        let limits = match raw.limits {
+            Some(limits) => limits.validate("limits", maxima, &at)?,
+            None => Limits::defaults_within(maxima),
+        };
         Ok(Self {
             name: name.into_inner(),
             routes,
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn parse(source: &str) -> Result<AppManifest, String> {
-        AppManifest::parse(Path::new("outpost.toml"), source, 1 << 30)
+        AppManifest::parse(Path::new("outpost.toml"), source, &Limits::node_maxima())
             .map_err(|err| err.to_string())
     }
 
@@ -191,5 +191,47 @@ mod tests {
         );
         let err = parse("schema = 1\nname = \"a\"\nroutes = [\"x\"]\n").unwrap_err();
         assert!(err.starts_with("outpost.toml:3: routes: "), "{err}");
+    }
+
+    #[test]
+    fn limits_above_the_node_maxima_are_refused_naming_the_node_key() {
+        let cases = [
+            (
+                "cpu_ms = 1001",
+                "limits.cpu_ms: 1001 ms is more than this node allows (max_cpu_ms = 1000)",
+            ),
+            (
+                "wall_ms = 120001",
+                "limits.wall_ms: 120001 ms is more than this node allows (max_wall_ms = 120000)",
+            ),
+            (
+                "memory_mib = 1025",
+                "limits.memory_mib: 1025 MiB is more than this node allows (max_memory_mib = 1024)",
+            ),
+            (
+                "request_body_kib = 131073",
+                "limits.request_body_kib: 131073 KiB is more than this node allows (max_request_body_kib = 131072)",
+            ),
+            (
+                "instances = 251",
+                "limits.instances: 251 is more than this node allows (max_instances_per_app = 250)",
+            ),
+        ];
+        for (line, expected) in cases {
+            let err = parse(&format!(
+                "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n[limits]\n{line}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.starts_with(&format!("outpost.toml:5: {expected}")),
+                "{err}"
+            );
+        }
+        let at_max = parse(
+            "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n[limits]\ncpu_ms = 1000\ninstances = 250\n",
+        )
+        .unwrap();
+        assert_eq!(at_max.limits.cpu_time, std::time::Duration::from_secs(1));
+        assert_eq!(at_max.limits.instances, 250);
     }
 }

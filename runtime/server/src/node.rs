@@ -1,6 +1,6 @@
 use crate::admin::{self, Admin};
-use crate::config::NodeConfig;
-use crate::front;
+use crate::config::{HttpConfig, NodeConfig};
+use crate::front::{self, Front};
 use crate::table::{AppTable, Origin, Served};
 use anyhow::Context as _;
 use outpost_core::{AppSpec, Provenance, Runtime};
@@ -13,11 +13,18 @@ use std::time::Instant;
 /// Pending connections the kernel queues per worker's listener.
 const LISTEN_BACKLOG: i32 = 1024;
 
+/// File descriptors kept beyond those open at start, the apps' artifacts and
+/// the admin API's connections: for files (uploads, the store, the audit
+/// log), a compile, and a connection accepted past a cap before it is
+/// closed.
+const SPARE_DESCRIPTORS: u64 = 64;
+
 /// A node ready to serve: its runtime, its loaded apps, one bound listener
 /// per worker, and the admin API's listener if it has one.
 pub struct Node {
     runtime: Arc<Runtime>,
     table: Arc<AppTable>,
+    front: Arc<Front>,
     listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
     admin: Option<(Arc<Admin>, std::net::TcpListener)>,
@@ -27,7 +34,7 @@ impl Node {
     /// Builds the runtime, loads every app (compiling only what the
     /// precompiled cache lacks) and binds one listener per worker. Any bad app
     /// fails the whole start: a node never serves half its config.
-    pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
+    pub fn start(mut config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
         let mut apps = Vec::with_capacity(config.apps.len());
         for app_config in &config.apps {
@@ -60,9 +67,24 @@ impl Node {
         table
             .install_all(apps)
             .map_err(|conflict| anyhow::anyhow!(conflict))?;
+        let listeners = bind_workers(config.listen, workers.max(1))
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listeners[0].local_addr()?;
+        let admin_connections = config
+            .admin
+            .as_ref()
+            .map_or(0, |admin| admin.max_connections);
+        fit_descriptors(&mut config.http, admin_connections, table.list().len())?;
+        let front = Arc::new(Front::new(table.clone(), &config.http));
         let admin = match &config.admin {
             Some(admin_config) => {
-                let admin = Admin::open(admin_config, runtime.clone(), table.clone())?;
+                let admin = Admin::open(
+                    admin_config,
+                    &config.maxima,
+                    runtime.clone(),
+                    table.clone(),
+                    front.clone(),
+                )?;
                 let listener =
                     std::net::TcpListener::bind(admin_config.listen).with_context(|| {
                         format!("cannot listen for the admin API on {}", admin_config.listen)
@@ -72,12 +94,10 @@ impl Node {
             }
             None => None,
         };
-        let listeners = bind_workers(config.listen, workers.max(1))
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listeners[0].local_addr()?;
         Ok(Self {
             runtime,
             table,
+            front,
             listeners,
             addr,
             admin,
@@ -126,12 +146,12 @@ impl Node {
             )?;
         }
         for (index, listener) in self.listeners.into_iter().enumerate() {
-            let table = self.table.clone();
+            let front = self.front.clone();
             threads.push(spawn_serving(
                 format!("outpost-worker-{index}"),
                 listener,
                 stop_rx.clone(),
-                |listener, stopped| front::serve(listener, table, stopped),
+                |listener, stopped| front::serve(listener, front, stopped),
             )?);
         }
         let signals = tokio::runtime::Builder::new_current_thread()
@@ -174,6 +194,51 @@ where
             anyhow::Ok(())
         })
     })
+}
+
+/// Makes client connections fit the process's file descriptors, so that
+/// running out of them never stops the admin API or the node's own files:
+/// raises the soft limit to the hard one (as nginx and Go programs do), then
+/// lowers `http.max_connections`, saying so, if what is left after the
+/// descriptors open now, one per app's mapped artifact, the admin API's
+/// connections and a spare is smaller.
+fn fit_descriptors(
+    http: &mut HttpConfig,
+    admin_connections: usize,
+    apps: usize,
+) -> anyhow::Result<()> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open files limit: {err}");
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(allowed) = limit.current else {
+        return Ok(());
+    };
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count()) as u64;
+    let reserved = open + apps as u64 + admin_connections as u64 + SPARE_DESCRIPTORS;
+    let budget = allowed.saturating_sub(reserved);
+    if budget < 16 {
+        anyhow::bail!(
+            "the process may open only {allowed} files (ulimit -n), and the node needs {reserved} for itself \
+             ({open} open, {apps} apps, {admin_connections} admin connections, {SPARE_DESCRIPTORS} spare) \
+             plus some for clients; raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`)"
+        );
+    }
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    if http.max_connections > budget {
+        tracing::warn!(
+            "http.max_connections lowered from {} to {budget}: the process may open {allowed} files \
+             (ulimit -n) and keeps {reserved} for itself; raise the limit to allow more",
+            http.max_connections
+        );
+        http.max_connections = budget;
+    }
+    Ok(())
 }
 
 /// Binds `workers` listeners to one address with `SO_REUSEPORT`. A port in

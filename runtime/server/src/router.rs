@@ -90,6 +90,27 @@ impl Route {
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
     }
 
+    /// Whether this route would take some requests from `other`: a request
+    /// can match both, and this one is more specific, so it wins.
+    pub(crate) fn takes_from(&self, other: &Route) -> bool {
+        self.host.overlaps(&other.host)
+            && (self.prefix_covers(&other.prefix) || other.prefix_covers(&self.prefix))
+            && self.specificity() > other.specificity()
+    }
+
+    /// Whether `self`'s host pattern names a host (as opposed to any host).
+    pub(crate) fn has_host(&self) -> bool {
+        !matches!(self.host, HostPattern::Any)
+    }
+
+    /// Whether every path under `prefix` is under this route's prefix.
+    fn prefix_covers(&self, prefix: &str) -> bool {
+        self.prefix == "/"
+            || prefix
+                .strip_prefix(self.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
     /// Higher is more specific: exact hosts beat wildcards beat any host,
     /// then longer prefixes win.
     fn specificity(&self) -> (u8, usize, usize) {
@@ -99,6 +120,23 @@ impl Route {
             HostPattern::Any => (0, 0),
         };
         (host.0, host.1, self.prefix.len())
+    }
+}
+
+impl HostPattern {
+    /// Whether some host matches both patterns.
+    fn overlaps(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (Self::Any, _) | (_, Self::Any) => true,
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Exact(name), Self::Suffix(suffix))
+            | (Self::Suffix(suffix), Self::Exact(name)) => {
+                name.len() > suffix.len() && name.ends_with(suffix.as_str())
+            }
+            (Self::Suffix(a), Self::Suffix(b)) => {
+                a.ends_with(b.as_str()) || b.ends_with(a.as_str())
+            }
+        }
     }
 }
 
@@ -216,6 +254,33 @@ mod tests {
         assert_eq!(
             r.route(Some("example.com"), "/app/"),
             Some(&"example.com/app".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_more_specific_route_takes_requests_from_a_broader_one() {
+        let route = |r| Route::parse(r).unwrap();
+        let takes = |a, b| route(a).takes_from(&route(b));
+        assert!(takes("api.example.com/admin", "api.example.com/"));
+        assert!(takes("api.example.com/", "*.example.com/"));
+        assert!(takes("a.b.example.com/x", "*.example.com/"));
+        assert!(takes("/api", "/"));
+        assert!(
+            !takes("api.example.com/", "api.example.com/admin"),
+            "less specific"
+        );
+        assert!(!takes("other.com/admin", "api.example.com/"), "other host");
+        assert!(
+            !takes("api.example.com/x", "api.example.com/y"),
+            "other path"
+        );
+        assert!(
+            !takes("*.example.com/", "api.example.com/"),
+            "wildcards lose to exact hosts"
+        );
+        assert!(
+            !takes("example.com/", "*.example.com/"),
+            "the wildcard needs a label"
         );
     }
 

@@ -79,9 +79,16 @@ impl AppTable {
         })
     }
 
-    /// Whether `app` could serve `routes` without taking another app's.
-    pub fn check_routes(&self, app: &str, routes: &[Route]) -> Result<(), String> {
-        route_conflict(&self.apps.lock().expect("app table lock"), app, routes)
+    /// Whether `app` could serve `routes` without taking another app's
+    /// (and, for a deployed app, without taking requests for a host an app
+    /// of node.toml names).
+    pub fn check_routes(&self, app: &str, routes: &[Route], origin: Origin) -> Result<(), String> {
+        route_conflict(
+            &self.apps.lock().expect("app table lock"),
+            app,
+            routes,
+            origin,
+        )
     }
 
     /// Stops serving an app. Requests already routed to it finish.
@@ -136,14 +143,22 @@ impl AppTable {
 /// Adds or replaces an app, unless another app has one of its routes.
 fn add(apps: &mut BTreeMap<String, Served>, served: Served) -> Result<Option<Served>, String> {
     let name = served.app.name().to_owned();
-    route_conflict(apps, &name, &served.routes)?;
+    route_conflict(apps, &name, &served.routes, served.origin)?;
     Ok(apps.insert(name, served))
 }
 
+/// A route belongs to one app. And a host named by a node.toml app belongs
+/// to the operator: a deployed app may not take any of its requests with a
+/// more specific route (`api.example.com/admin` under node.toml's
+/// `api.example.com/`, or `a.example.com/` under `*.example.com/`), as a
+/// deploy token is trusted with its own apps, not with the operator's
+/// hosts. Any-host node.toml routes (`/`) are catch-alls that deployed apps
+/// may refine.
 fn route_conflict(
     apps: &BTreeMap<String, Served>,
     app: &str,
     routes: &[Route],
+    origin: Origin,
 ) -> Result<(), String> {
     for (other, existing) in apps.iter().filter(|(other, _)| *other != app) {
         if let Some(route) = routes.iter().find(|route| existing.routes.contains(route)) {
@@ -151,6 +166,22 @@ fn route_conflict(
                 "route {:?} is already served by app {other:?}; remove it from one of them",
                 route.to_string()
             ));
+        }
+        if origin == Origin::Store && existing.origin == Origin::Config {
+            for route in routes {
+                if let Some(owned) = existing
+                    .routes
+                    .iter()
+                    .find(|owned| owned.has_host() && route.takes_from(owned))
+                {
+                    return Err(format!(
+                        "route {:?} would take requests from route {:?} of app {other:?}, which the node config \
+                         serves; hosts named in node.toml belong to the operator: use another host",
+                        route.to_string(),
+                        owned.to_string()
+                    ));
+                }
+            }
         }
     }
     Ok(())

@@ -113,17 +113,21 @@ impl AppStore {
         Ok(store)
     }
 
-    /// Writes an uploaded component aside, durably, for validation. Nothing
+    /// Starts writing an uploaded component aside, for validation, as its
+    /// bytes arrive (an upload is never held in memory whole). Nothing
     /// refers to it: dropped (rejected) or left by a crash, it is removed.
-    pub fn stage(&self, bytes: &[u8]) -> Result<Staged, StoreError> {
-        let sha256 = sha256_hex(bytes);
+    pub fn staging(&self) -> Result<Staging, StoreError> {
         let path = self
             .staging_dir()
-            .join(format!("{sha256}.{}.tmp", unique_suffix()));
-        write_durably(&path, bytes)
-            .map_err(io_error(format!("cannot write {}", path.display())))?;
-        crash_point("blob-written");
-        Ok(Staged { path, sha256 })
+            .join(format!("upload.{}.tmp", unique_suffix()));
+        let file =
+            File::create(&path).map_err(io_error(format!("cannot create {}", path.display())))?;
+        Ok(Staging {
+            file,
+            path: Some(path),
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Moves a validated component into the blob store, named by its
@@ -417,6 +421,54 @@ impl AppStore {
     }
 }
 
+/// An upload being written aside: [`Staging::write`] its bytes as they
+/// arrive, then [`Staging::finish`]. Removed when dropped unfinished.
+pub struct Staging {
+    file: File,
+    /// `None` once finished.
+    path: Option<PathBuf>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Staging {
+    /// Appends the next bytes of the upload.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        let path = self.path.as_deref().expect("not finished");
+        self.file
+            .write_all(bytes)
+            .map_err(io_error(format!("cannot write {}", path.display())))
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the upload durable and names it by its hash.
+    pub fn finish(mut self) -> Result<Staged, StoreError> {
+        let path = self.path.take().expect("finished once");
+        let synced = self.file.sync_all();
+        let staged = Staged {
+            sha256: hex(&std::mem::take(&mut self.hasher).finalize()),
+            path,
+        };
+        synced.map_err(io_error(format!("cannot sync {}", staged.path.display())))?;
+        crash_point("blob-written");
+        Ok(staged)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// An uploaded component written aside until it is validated; removed when
 /// dropped unless committed.
 #[derive(Debug)]
@@ -464,8 +516,11 @@ pub fn check_app_name(name: &str) -> Result<(), StoreError> {
 
 /// sha256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or
@@ -528,6 +583,12 @@ mod tests {
     use super::*;
 
     impl AppStore {
+        fn stage(&self, bytes: &[u8]) -> Result<Staged, StoreError> {
+            let mut staging = self.staging()?;
+            staging.write(bytes)?;
+            staging.finish()
+        }
+
         fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
             self.commit(self.stage(bytes)?)
         }

@@ -1,0 +1,508 @@
+//! The edge phase: everything the node answers before any Wasm instance
+//! exists. A request is checked here (Host, route, body size), and a small
+//! body is read here, under a deadline, before an instance is taken: a
+//! client trickling its body holds a connection, never an instance.
+//!
+//! Later edge features (JWT, rate limits, cache hits) answer here too.
+
+use crate::config::HttpConfig;
+use crate::router::Router;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{Request, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use outpost_core::{App, BodyError};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// A request the node answers itself, and why.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+    /// `Retry-After`, in seconds, for refusals about load.
+    pub(crate) retry_after: Option<u32>,
+    /// The connection cannot carry another request (the body was not read).
+    pub(crate) close: bool,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+            close: false,
+        }
+    }
+}
+
+/// The edge phase's settings and the node-wide budget of buffered bodies.
+pub(crate) struct Edge {
+    deadline: BodyDeadline,
+    prebuffer: u64,
+    budget: Arc<BodyBudget>,
+}
+
+impl Edge {
+    pub(crate) fn new(http: &HttpConfig) -> Self {
+        Self {
+            deadline: BodyDeadline {
+                timeout: http.body_timeout,
+                min_rate: http.body_min_rate,
+            },
+            prebuffer: http.body_prebuffer,
+            budget: Arc::new(BodyBudget(AtomicU64::new(http.body_buffer_total))),
+        }
+    }
+
+    /// The app for `request` and the request with its body ready to
+    /// stream into the guest, or the answer the node gives instead.
+    pub(crate) async fn admit(
+        &self,
+        router: &Router<App>,
+        request: Request<Incoming>,
+    ) -> Result<(App, Request<RequestBody>), Refusal> {
+        let host = host_of(&request)?;
+        let Some(app) = router.route(Some(host), request.uri().path()).cloned() else {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "no app is routed for this host and path",
+            ));
+        };
+        let limit = app.limits().request_body;
+        let (parts, incoming) = request.into_parts();
+        let length = content_length(&parts.headers);
+        if length.is_some_and(|length| length > limit) {
+            drain(incoming, limit).await;
+            return Err(too_large(limit));
+        }
+        let mut body = RequestBody::new(incoming, self.deadline);
+        if !body.is_end_stream() && length.is_none_or(|length| length <= self.prebuffer) {
+            self.read_ahead(&mut body, length, limit).await?;
+        }
+        Ok((app, Request::from_parts(parts, body)))
+    }
+
+    /// Reads up to `prebuffer` bytes of the body (the whole of it, when it
+    /// is that small) before any instance is taken. The bytes are held
+    /// against the node's body budget until the body is dropped.
+    async fn read_ahead(
+        &self,
+        body: &mut RequestBody,
+        length: Option<u64>,
+        limit: u64,
+    ) -> Result<(), Refusal> {
+        let wanted = length.unwrap_or(self.prebuffer).min(self.prebuffer);
+        let Some(reservation) = self.budget.reserve(wanted) else {
+            let mut refusal = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node is holding too many request bodies; try again shortly",
+            );
+            refusal.retry_after = Some(1);
+            refusal.close = true;
+            return Err(refusal);
+        };
+        body.reservation = Some(reservation);
+        let mut read: u64 = 0;
+        while read <= wanted {
+            let Some(frame) = body.rest_frame().await else {
+                return Ok(());
+            };
+            let frame = frame.map_err(|err| match err {
+                BodyError::ConnectionReadTimeout => {
+                    let mut refusal = Refusal::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time",
+                    );
+                    refusal.close = true;
+                    refusal
+                }
+                other => {
+                    let mut refusal = Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("reading the request body failed: {other}"),
+                    );
+                    refusal.close = true;
+                    refusal
+                }
+            })?;
+            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if read > limit {
+                // No Content-Length, and more than the app accepts.
+                let rest = body.rest.take().expect("still reading");
+                drain(rest.into_inner(), limit).await;
+                return Err(too_large(limit));
+            }
+            body.ready.push_back(frame);
+        }
+        // Larger than the read-ahead (no Content-Length said so): the rest
+        // streams into the guest, still under the body deadline.
+        Ok(())
+    }
+}
+
+fn too_large(limit: u64) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// The host a request is addressed to, without port or trailing dot: the
+/// URI authority (HTTP/2, absolute-form HTTP/1.1) or the Host header.
+/// Several Host headers, or an HTTP/2 `:authority` that names another host
+/// than `Host` (RFC 9113 §8.3.1), are refused: a proxy in front might route
+/// by the other one.
+fn host_of<B>(request: &Request<B>) -> Result<&str, Refusal> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "the request has several Host headers",
+        ));
+    }
+    let header = match header {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            Refusal::new(StatusCode::BAD_REQUEST, "the Host header is not valid text")
+        })?),
+        None => None,
+    };
+    let host = match (request.uri().authority(), header) {
+        (Some(authority), Some(header))
+            if request.version() == Version::HTTP_2
+                && !authority.as_str().eq_ignore_ascii_case(header) =>
+        {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "the :authority and Host of the request name different hosts",
+            ));
+        }
+        (Some(authority), _) => authority.host(),
+        (None, Some(header)) => match header.rsplit_once(':') {
+            // "[::1]:8080" and "example.com:8080" lose the port; "[::1]" stays.
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => header,
+        },
+        (None, None) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "the request has no Host header",
+            ));
+        }
+    };
+    // "example.com." is the same name as "example.com" (fully qualified).
+    Ok(host.strip_suffix('.').unwrap_or(host))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// How long a client may take to send its body: `timeout` without a byte,
+/// and, after the first `timeout`, at least `min_rate` bytes per second on
+/// average (Apache's mod_reqtimeout `body=timeout,MinRate=rate`).
+#[derive(Clone, Copy, Debug)]
+struct BodyDeadline {
+    timeout: Duration,
+    min_rate: u64,
+}
+
+impl BodyDeadline {
+    /// When a body that started at `started`, last made progress at
+    /// `last_progress` and has `received` bytes must have sent more by.
+    fn due(&self, started: Instant, last_progress: Instant, received: u64) -> Instant {
+        let idle = last_progress + self.timeout;
+        if self.min_rate == 0 {
+            return idle;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        idle.min(started + self.timeout + earned)
+    }
+}
+
+/// A request body on its way to the guest: the frames read ahead at the
+/// edge, then the rest from the connection, under the body deadline. A
+/// missed deadline is the guest's read error `connection-read-timeout`.
+pub(crate) struct RequestBody {
+    ready: VecDeque<Frame<Bytes>>,
+    rest: Option<Deadlined>,
+    reservation: Option<Reservation>,
+}
+
+impl RequestBody {
+    fn new(incoming: Incoming, deadline: BodyDeadline) -> Self {
+        let rest = (!incoming.is_end_stream()).then(|| Deadlined::new(incoming, deadline));
+        Self {
+            ready: VecDeque::new(),
+            rest,
+            reservation: None,
+        }
+    }
+
+    async fn rest_frame(&mut self) -> Option<Result<Frame<Bytes>, BodyError>> {
+        let rest = self.rest.as_mut()?;
+        let frame = rest.frame().await;
+        if frame.is_none() {
+            self.rest = None;
+        }
+        frame
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(frame) = this.ready.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        // What was read ahead is in the guest now: give its budget back.
+        this.reservation = None;
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(rest).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.rest = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_empty() && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ready: u64 = self
+            .ready
+            .iter()
+            .filter_map(|frame| frame.data_ref())
+            .map(|data| data.len() as u64)
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(ready),
+            Some(rest) => {
+                let rest = rest.incoming.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + ready);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + ready);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// The connection's body with the body deadline applied.
+struct Deadlined {
+    incoming: Incoming,
+    deadline: BodyDeadline,
+    started: Instant,
+    last_progress: Instant,
+    received: u64,
+    /// Armed only while the client keeps us waiting.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Deadlined {
+    fn new(incoming: Incoming, deadline: BodyDeadline) -> Self {
+        let now = Instant::now();
+        Self {
+            incoming,
+            deadline,
+            started: now,
+            last_progress: now,
+            received: 0,
+            timer: None,
+        }
+    }
+
+    fn into_inner(self) -> Incoming {
+        self.incoming
+    }
+}
+
+impl Body for Deadlined {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    this.last_progress = Instant::now();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(BodyError::from(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let due = this
+                    .deadline
+                    .due(this.started, this.last_progress, this.received);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.deadline() != due {
+                    timer.as_mut().reset(due);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::ConnectionReadTimeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// Bytes of read-ahead bodies the node may hold at once.
+struct BodyBudget(AtomicU64);
+
+/// Bytes taken from the budget, given back when dropped.
+struct Reservation {
+    budget: Arc<BodyBudget>,
+    bytes: u64,
+}
+
+impl BodyBudget {
+    fn reserve(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .ok()?;
+        Some(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.0.fetch_add(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Reads and drops a refused request body, like a web server's lingering
+/// close: a client still sending would otherwise have its connection reset
+/// under it and might never read the refusal. Bounded: four times the limit
+/// (at least 1 MiB), for at most 5 s; past that the connection just closes.
+async fn drain(mut body: Incoming, limit: u64) {
+    let max = limit.saturating_mul(4).max(1 << 20);
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if seen > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(uri: &str, version: Version, hosts: &[&str]) -> Result<String, String> {
+        let mut builder = Request::builder().uri(uri).version(version);
+        for host in hosts {
+            builder = builder.header(HOST, *host);
+        }
+        let request = builder.body(()).unwrap();
+        host_of(&request)
+            .map(str::to_owned)
+            .map_err(|refusal| refusal.reason)
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_host_header_without_port_or_trailing_dot() {
+        let h1 = Version::HTTP_11;
+        assert_eq!(host("http://a.com:81/x", h1, &["b.com"]).unwrap(), "a.com");
+        assert_eq!(host("/x", h1, &["b.com:8080"]).unwrap(), "b.com");
+        assert_eq!(host("/x", h1, &["[::1]:8080"]).unwrap(), "[::1]");
+        assert_eq!(host("/x", h1, &["b.com"]).unwrap(), "b.com");
+        assert_eq!(host("/x", h1, &["example.com."]).unwrap(), "example.com");
+        assert_eq!(host("/x", h1, &["example.com.:80"]).unwrap(), "example.com");
+        assert!(host("/x", h1, &[]).unwrap_err().contains("no Host"));
+    }
+
+    #[test]
+    fn ambiguous_hosts_are_refused() {
+        let err = host("/x", Version::HTTP_11, &["a.com", "b.com"]).unwrap_err();
+        assert!(err.contains("several Host headers"), "{err}");
+        let err = host("https://a.com/x", Version::HTTP_2, &["b.com"]).unwrap_err();
+        assert!(err.contains(":authority and Host"), "{err}");
+        assert_eq!(
+            host("https://a.com/x", Version::HTTP_2, &["A.com"]).unwrap(),
+            "a.com"
+        );
+    }
+
+    #[test]
+    fn the_body_budget_is_shared_and_given_back() {
+        let budget = Arc::new(BodyBudget(AtomicU64::new(100)));
+        let a = budget.reserve(60).unwrap();
+        assert!(budget.reserve(60).is_none());
+        let _b = budget.reserve(40).unwrap();
+        drop(a);
+        assert!(budget.reserve(60).is_some());
+    }
+
+    #[test]
+    fn the_body_deadline_earns_time_with_bytes_after_the_grace() {
+        let deadline = BodyDeadline {
+            timeout: Duration::from_secs(10),
+            min_rate: 1000,
+        };
+        let start = Instant::now();
+        let secs = Duration::from_secs;
+        // A trickle: 1 byte, received at 9 s. Due at the grace (10 s) plus
+        // the 1 ms that byte earned, not at 9 + 10 s.
+        assert_eq!(
+            deadline.due(start, start + secs(9), 1),
+            start + secs(10) + Duration::from_millis(1)
+        );
+        // Plenty received: the idle timeout is what is due.
+        assert_eq!(
+            deadline.due(start, start + secs(30), 1_000_000),
+            start + secs(40)
+        );
+        // No minimum rate: only the idle timeout.
+        let idle_only = BodyDeadline {
+            min_rate: 0,
+            ..deadline
+        };
+        assert_eq!(idle_only.due(start, start + secs(9), 1), start + secs(19));
+    }
+}
