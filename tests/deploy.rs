@@ -19,12 +19,12 @@ const READ_TOKEN: &str = "op_read_secret_for_tests";
 const MANIFEST: &str = "schema = 1\nname = \"site\"\nroutes = [\"/\"]\n";
 
 /// node.toml with an admin API and two tokens; `extra` goes first (top-level
-/// keys, `[apps.…]` tables).
-fn node_config(dir: &Path, extra: &str) -> PathBuf {
+/// keys, `[apps.…]` tables), `admin_extra` into `[admin]`.
+fn node_config(dir: &Path, extra: &str, admin_extra: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
-            "{extra}\n[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_upload_mib = 8\n\
+            "{extra}\n[admin]\n{admin_extra}\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_upload_mib = 8\n\
              [[admin.tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"read\", \"deploy\"]\n\
              [[admin.tokens]]\nname = \"viewer\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
             outpost_store::sha256_hex(DEPLOY_TOKEN.as_bytes()),
@@ -39,7 +39,16 @@ fn start_node(dir: &Path, crash_point: Option<&str>) -> Outpost {
 }
 
 fn start_node_with(dir: &Path, crash_point: Option<&str>, extra: &str) -> Outpost {
-    let config = node_config(dir, extra);
+    start_node_admin(dir, crash_point, extra, "")
+}
+
+fn start_node_admin(
+    dir: &Path,
+    crash_point: Option<&str>,
+    extra: &str,
+    admin_extra: &str,
+) -> Outpost {
+    let config = node_config(dir, extra, admin_extra);
     let mut command = Command::new(OUTPOST);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -351,6 +360,192 @@ async fn operator_apps_stay_the_operators_and_every_upload_is_validated() {
     assert_eq!(reply.status, 404, "{}", reply.text());
     let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
     assert!(!audit.contains("Not..An..App"), "{audit}");
+}
+
+#[tokio::test]
+async fn operator_hosts_are_the_operators_and_manifests_stay_within_node_maxima() {
+    let dir = temp_dir();
+    let extra = format!(
+        "max_cpu_ms = 200
+[apps.api]
+component = {:?}
+routes = [\"api.test/\", \"*.shop.test/\", \"/\"]
+",
+        artifacts::HELLO
+    );
+    let node = start_node_with(dir.path(), None, &extra);
+    let deploy = Some(DEPLOY_TOKEN);
+
+    // A deployed app cannot take a path, or a subdomain, of a host that
+    // node.toml names; it may refine the operator's any-host catch-all.
+    for (n, (route, allowed)) in [
+        ("api.test/admin", false),
+        ("eu.shop.test/", false),
+        ("/deployed", true),
+        ("other.test/", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let manifest = format!("schema = 1\nname = \"site\"\nroutes = [{route:?}]\n");
+        let reply = upload(&node, &component(artifacts::ECHO), &manifest, deploy).await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let reply = activate(&node, n as u64 + 1).await;
+        if allowed {
+            assert_eq!(reply.status, 200, "{route}: {}", reply.text());
+        } else {
+            assert_eq!(reply.status, 409, "{route}: {}", reply.text());
+            assert!(
+                reply.text().contains("hosts named in node.toml"),
+                "{}",
+                reply.text()
+            );
+        }
+    }
+
+    // Limits above the node's maxima are refused at upload, naming both.
+    let manifest = "schema = 1\nname = \"site\"\nroutes = [\"/x\"]\n[limits]\ncpu_ms = 500\n";
+    let reply = upload(&node, &component(artifacts::ECHO), manifest, deploy).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("limits.cpu_ms: 500 ms is more than this node allows (max_cpu_ms = 200)"),
+        "{}",
+        reply.text()
+    );
+}
+
+#[tokio::test]
+async fn a_compile_past_its_timeout_keeps_the_compile_lock() {
+    let dir = temp_dir();
+    // Every compile "runs away": none finishes within 1 ms.
+    let node = start_node_admin(dir.path(), None, "", "compile_timeout_ms = 1");
+    // A component of 60,000 functions: seconds to compile.
+    let functions: String = (0..60_000)
+        .map(|n| format!("(func (param i32) (result i32) local.get 0 i32.const {n} i32.mul i32.const 7 i32.xor)\n"))
+        .collect();
+    let slow = outpost_tests::wat_component(&format!("(component (core module {functions}))"));
+    let reply = upload(&node, &slow, MANIFEST, Some(DEPLOY_TOKEN)).await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert!(
+        reply.text().contains("did not compile within 1 ms"),
+        "{}",
+        reply.text()
+    );
+    // The compile goes on, holding the lock: the next upload is turned
+    // away instead of starting a second compile.
+    let reply = upload(
+        &node,
+        &component(artifacts::ECHO),
+        MANIFEST,
+        Some(DEPLOY_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("still compiling"), "{}", reply.text());
+    assert!(reply.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn uploads_in_progress_are_bounded_and_go_to_disk() {
+    let dir = temp_dir();
+    let node = start_node_admin(dir.path(), None, "", "max_uploads = 2");
+    // Two uploads in progress (their bodies arriving slowly) are the most:
+    // a third gets 429. Their bytes go to disk, not to memory.
+    let rss_before = node.rss_kib();
+    let admin_addr = node.admin_addr().unwrap();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = std::net::TcpStream::connect(admin_addr).unwrap();
+        let head = format!(
+            "POST /v1/apps/site/versions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEPLOY_TOKEN}\r\n\
+             Outpost-Manifest: {}\r\nContent-Length: {}\r\n\r\n",
+            base64::engine::general_purpose::STANDARD.encode(MANIFEST),
+            8 << 20
+        );
+        std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut stream, &vec![0u8; 6 << 20]).unwrap();
+        slow.push(stream);
+    }
+    let hello = component(artifacts::HELLO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let reply = upload(&node, &hello, MANIFEST, Some(DEPLOY_TOKEN)).await;
+        if reply.status == 429 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    assert!(
+        reply.text().contains("admin.max_uploads"),
+        "{}",
+        reply.text()
+    );
+    let grown = node.rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 8 << 10,
+        "12 MiB of uploads in progress grew the node by {grown} KiB"
+    );
+    let staged: u64 = std::fs::read_dir(dir.path().join("state/staging"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        staged >= 8 << 20,
+        "uploads are staged on disk as they arrive ({staged} bytes)"
+    );
+    drop(slow);
+}
+
+#[tokio::test]
+async fn a_mutation_that_cannot_be_audited_is_refused_and_refusals_are_sampled() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    // Every write to the audit log fails (ENOSPC).
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("state/audit.log")).unwrap();
+    let node = start_node(dir.path(), None);
+    let reply = upload(
+        &node,
+        &component(artifacts::HELLO),
+        MANIFEST,
+        Some(DEPLOY_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        reply.text().contains("audit log cannot be written"),
+        "{}",
+        reply.text()
+    );
+    let reply = admin(
+        &node,
+        http::Method::GET,
+        "/v1/apps/site/versions",
+        Some(READ_TOKEN),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "nothing was stored: {}", reply.text());
+    node.stop();
+
+    // With a working log, 50 attempts with a bad token make one line.
+    let dir = temp_dir();
+    let node = start_node(dir.path(), None);
+    for _ in 0..50 {
+        let reply = upload(
+            &node,
+            &component(artifacts::HELLO),
+            MANIFEST,
+            Some("op_wrong"),
+        )
+        .await;
+        assert_eq!(reply.status, 401);
+    }
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
+    assert!((1..=2).contains(&audit.lines().count()), "{audit}");
+    let stats = admin(&node, http::Method::GET, "/v1/stats", Some(READ_TOKEN)).await;
+    assert_eq!(json(&stats)["admin"]["refused_attempts"], 50);
 }
 
 /// Uploads hello as version 1 and echo as version 2 of app "site".

@@ -530,6 +530,93 @@ fn bad_config_names_the_file_and_the_key_and_exits_non_zero() {
 }
 
 #[test]
+fn limits_above_the_node_maxima_are_refused_at_start() {
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "max_wall_ms = 1000\n[apps.hello]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.hello.limits]\nwall_ms = 2000\n",
+            artifacts::HELLO
+        ),
+    );
+    let (status, stderr) =
+        run_to_exit(outpost(), &["serve", "--config", config.to_str().unwrap()]).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("node.toml:6: apps.hello.limits.wall_ms: 2000 ms is more than this node allows (max_wall_ms = 1000)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_precompiled_cache_other_users_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir();
+    let cache = dir.path().join("cache");
+    let serve_with_cache = || {
+        run_to_exit(
+            outpost(),
+            &[
+                "serve",
+                artifacts::HELLO,
+                "--listen",
+                "127.0.0.1:0",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+        .unwrap()
+    };
+    // A node creates its cache private, and compiles into it.
+    let server = Outpost::start(
+        outpost(),
+        &[
+            "serve",
+            artifacts::HELLO,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    server.stop();
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (status, stderr) = serve_with_cache();
+    assert!(!status.success());
+    assert!(stderr.contains("other users may write it"), "{stderr}");
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (status, stderr) = serve_with_cache();
+    assert!(!status.success());
+    assert!(stderr.contains("only the node's user"), "{stderr}");
+
+    // Without a cache directory to be found, the node does not fall back
+    // to one in the working directory.
+    let output = std::process::Command::new(outpost())
+        .args(["serve", artifacts::HELLO, "--listen", "127.0.0.1:0"])
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("OUTPOST_CACHE_DIR")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cache-dir"), "{stderr}");
+    assert!(!dir.path().join("outpost").exists());
+}
+
+#[test]
 fn files_that_are_not_handler_components_are_refused_at_load() {
     let dir = temp_dir();
     let cache = dir.path().join("cache");

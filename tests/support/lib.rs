@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod raw;
+
 /// Paths of the guest components, one constant per guest crate.
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
@@ -128,6 +130,22 @@ impl Outpost {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin API, if the node has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The server's resident memory, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// `http://ADDR{path}`.
@@ -329,6 +347,12 @@ fn collect(
         }
     });
     (text, reader)
+}
+
+/// Compiles a component written in the WebAssembly text format (for
+/// components no Rust toolchain would make, such as one with many memories).
+pub fn wat_component(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("the test's WAT is valid")
 }
 
 /// A fresh directory for precompiled artifacts or config files.

@@ -63,6 +63,7 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    disable_error_backtraces();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,5 +93,21 @@ fn main() -> ExitCode {
             eprintln!("{} {err:#}", style::error("error:"));
             ExitCode::from(exit::code_of(&err))
         }
+    }
+}
+
+/// With `RUST_BACKTRACE` set, anyhow (and so wasmtime) captures a backtrace
+/// with every error, and printing one with `{:?}` resolves it: up to a
+/// second of CPU in a debug build. A guest can make the host print errors
+/// at will (wasi:io's `to-debug-string`), so errors carry no backtraces
+/// unless the operator asks with `RUST_LIB_BACKTRACE`; panics keep theirs.
+#[expect(
+    unsafe_code,
+    reason = "set_var runs first in main, before any other thread exists that could read the environment"
+)]
+fn disable_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: see the reason above.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }

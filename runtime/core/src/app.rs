@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::Body;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
@@ -67,6 +67,9 @@ struct AppInner {
     /// An instance whose request is answered, waiting for its teardown
     /// task.
     retired: Mutex<Option<Instance>>,
+    /// Set once a request of this app ran past a tick: its requests are
+    /// measured on the thread's CPU clock from their start (see cpu.rs).
+    heavy: AtomicBool,
 }
 
 /// Warm instances kept per app: one per busy worker thread of a small node.
@@ -98,6 +101,7 @@ impl App {
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
                 retired: Mutex::new(None),
+                heavy: AtomicBool::new(false),
             }),
         }
     }
@@ -181,7 +185,7 @@ impl App {
                 Instance::cold(inner.new_store(), slot)
             }
         };
-        instance.begin(request_id);
+        instance.begin(request_id, inner.heavy.load(Ordering::Relaxed));
 
         let (response_tx, mut response_rx) = oneshot::channel();
         let inner = inner.clone();
@@ -319,6 +323,9 @@ impl AppInner {
     /// would only pile up (HTTP/2 with 640 streams served 8 % fewer
     /// requests when every teardown waited).
     fn retire(self: &Arc<Self>, spent: Instance) {
+        if spent.store.data().cpu.was_precise() {
+            self.heavy.store(true, Ordering::Relaxed);
+        }
         let mut retired = self.retired.lock().expect("retired lock");
         if retired.is_some() {
             drop(retired);

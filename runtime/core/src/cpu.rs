@@ -17,10 +17,14 @@
 //! exact but costs a system call (0.5 µs on this VM). So a request is
 //! measured on the monotonic clock until its first epoch callback, that is
 //! until it has run about a tick, and on the thread's CPU clock from then
-//! on: requests that finish within a tick (nearly all) pay nothing extra,
-//! and a busy host cannot push a long-running guest over its limit (a
-//! guest echoing 1 MiB was cut at "50 ms" on a loaded machine when every
-//! slice was timed on the monotonic clock).
+//! on; and once one request of an app has run that long, the app's later
+//! requests are measured on the thread's CPU clock from their start. Apps
+//! whose requests finish within a tick (nearly all) pay nothing extra, and
+//! a busy host cannot push a long-running guest over its limit (a guest
+//! echoing 1 MiB was cut at "50 ms" on a loaded machine when every slice
+//! was timed on the monotonic clock). What remains inexact is the first
+//! tick of a heavy app's first long request: if it starts with one long
+//! bulk instruction, a loaded host's preemptions during it are charged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,12 +64,19 @@ pub(crate) struct CpuMeter {
 }
 
 impl CpuMeter {
-    /// Forgets earlier use: the instance starts serving a request.
-    pub(crate) fn reset(&self) {
+    /// Forgets earlier use: the instance starts serving a request,
+    /// measured on the thread's CPU clock from the start if `precise`.
+    pub(crate) fn reset(&self, precise: bool) {
         self.used_ns.store(0, Ordering::Relaxed);
         self.slice_monotonic.store(0, Ordering::Relaxed);
         self.slice_cpu.store(0, Ordering::Relaxed);
-        self.precise.store(0, Ordering::Relaxed);
+        self.precise.store(u64::from(precise), Ordering::Relaxed);
+    }
+
+    /// Whether the request ran long enough to be measured on the thread's
+    /// CPU clock.
+    pub(crate) fn was_precise(&self) -> bool {
+        self.precise.load(Ordering::Relaxed) != 0
     }
 
     /// CPU time used so far, the slice in progress included.
@@ -175,14 +186,16 @@ mod tests {
             used < Duration::from_secs(1),
             "the parked second is not charged: {used:?}"
         );
-        meter.reset();
+        assert!(meter.was_precise());
+        meter.reset(false);
         assert_eq!(meter.used(), Duration::ZERO);
+        assert!(!meter.was_precise());
     }
 
     #[test]
     fn the_thread_cpu_clock_does_not_count_sleep() {
         let meter = CpuMeter::default();
-        meter.precise.store(1, Ordering::Relaxed);
+        meter.reset(true);
         meter.begin_slice();
         // Descheduled (as when the OS runs another thread): not CPU time.
         std::thread::sleep(Duration::from_millis(200));

@@ -135,12 +135,13 @@ impl Instance {
     }
 
     /// Binds the instance to its request: log lines carry the id and share
-    /// a fresh log budget, and the CPU meter and epoch deadline start from
-    /// now, not from when the instance was made.
-    pub(crate) fn begin(&mut self, request_id: RequestId) {
+    /// a fresh log budget, and the CPU meter (on the thread's CPU clock from
+    /// the start if `precise_cpu`) and epoch deadline start from now, not
+    /// from when the instance was made.
+    pub(crate) fn begin(&mut self, request_id: RequestId, precise_cpu: bool) {
         let state = self.store.data_mut();
         state.output.begin(request_id);
-        state.cpu.reset();
+        state.cpu.reset(precise_cpu);
         state.memory.hit = false;
         self.store.set_epoch_deadline(1);
     }

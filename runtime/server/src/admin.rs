@@ -36,9 +36,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long validating (compiling) an upload may take.
-const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// The header carrying the app manifest of an upload, base64-encoded.
 pub const MANIFEST_HEADER: &str = "outpost-manifest";
 
@@ -60,6 +57,7 @@ pub(crate) struct Admin {
     /// Uploads in progress (read, staged, validated); more get 429.
     uploads: Arc<tokio::sync::Semaphore>,
     max_uploads: usize,
+    compile_timeout: Duration,
     tokens: Tokens,
     audit: Audit,
     max_upload: u64,
@@ -117,6 +115,7 @@ impl Admin {
             compiling: Arc::new(tokio::sync::Mutex::new(())),
             uploads: Arc::new(tokio::sync::Semaphore::new(config.max_uploads)),
             max_uploads: config.max_uploads,
+            compile_timeout: config.compile_timeout,
             tokens: Tokens::new(config.tokens.clone()),
             audit: Audit::open(&config.state_dir.join("audit.log"))?,
             max_upload: config.max_upload,
@@ -387,19 +386,20 @@ impl Admin {
         // compile at a time, and without the store lock: activations and
         // rollbacks go on meanwhile. The compile owns the lock until it
         // ends, even past its timeout (wasmtime cannot stop a compile).
-        let compiling = tokio::time::timeout(COMPILE_TIMEOUT, self.compiling.clone().lock_owned())
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "an earlier upload is still compiling; try again later",
-                )
-                .with_retry_after(30)
-            })?;
+        let compiling =
+            tokio::time::timeout(self.compile_timeout, self.compiling.clone().lock_owned())
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "an earlier upload is still compiling; try again later",
+                    )
+                    .with_retry_after(30)
+                })?;
         let runtime = self.runtime.clone();
         let path = staged.path().to_owned();
         let compiled = tokio::time::timeout(
-            COMPILE_TIMEOUT,
+            self.compile_timeout,
             tokio::task::spawn_blocking(move || {
                 let validated = runtime.validate(&path);
                 drop(compiling);
@@ -412,8 +412,8 @@ impl Admin {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!(
-                        "the component did not compile within {} s",
-                        COMPILE_TIMEOUT.as_secs()
+                        "the component did not compile within {} ms (admin.compile_timeout_ms)",
+                        self.compile_timeout.as_millis()
                     ),
                 ));
             }
@@ -668,17 +668,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// Reads and drops a refused request's body, so the client gets the
 /// refusal instead of a connection closed under its upload; bounded in bytes
 /// and time.
-async fn drain(mut body: Incoming, limit: u64) {
-    let read = async {
-        let mut seen: u64 = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+async fn drain(body: Incoming, limit: u64) {
+    crate::edge::drain(body, limit, DRAIN_TIME).await;
 }
 
 /// What the deploy scope may change.

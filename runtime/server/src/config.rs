@@ -107,6 +107,10 @@ pub struct AdminConfig {
     pub max_connections: usize,
     /// Uploads validated at once; more get 429.
     pub max_uploads: usize,
+    /// How long validating (compiling) an upload may take before it is
+    /// refused (422). wasmtime cannot stop a compile: one that runs past it
+    /// keeps the compile lock until it ends, so later uploads wait (503).
+    pub compile_timeout: Duration,
 }
 
 /// One admin token: stored as the sha256 of the secret, never the secret.
@@ -466,73 +470,73 @@ impl RawHttp {
         at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
     ) -> Result<HttpConfig, ConfigError> {
         let mut http = HttpConfig::default();
-        let count = |value: &Option<Spanned<u64>>, key: &str, into: &mut usize| {
+        for (value, key, into) in [
+            (
+                &self.max_connections,
+                "max_connections",
+                &mut http.max_connections,
+            ),
+            (
+                &self.max_connections_per_ip,
+                "max_connections_per_ip",
+                &mut http.max_connections_per_ip,
+            ),
+        ] {
             if let Some(n) = positive(value, &format!("http.{key}"), at)? {
                 *into = usize::try_from(n).unwrap_or(usize::MAX);
             }
-            Ok::<_, ConfigError>(())
-        };
-        count(
-            &self.max_connections,
-            "max_connections",
-            &mut http.max_connections,
-        )?;
-        count(
-            &self.max_connections_per_ip,
-            "max_connections_per_ip",
-            &mut http.max_connections_per_ip,
-        )?;
-        let millis = |value: &Option<Spanned<u64>>, key: &str, into: &mut Duration| {
+        }
+        for (value, key, into) in [
+            (
+                &self.handshake_timeout_ms,
+                "handshake_timeout_ms",
+                &mut http.handshake_timeout,
+            ),
+            (
+                &self.header_timeout_ms,
+                "header_timeout_ms",
+                &mut http.header_timeout,
+            ),
+            (
+                &self.keepalive_timeout_ms,
+                "keepalive_timeout_ms",
+                &mut http.keepalive_timeout,
+            ),
+            (
+                &self.http2_idle_timeout_ms,
+                "http2_idle_timeout_ms",
+                &mut http.http2_idle_timeout,
+            ),
+            (
+                &self.http2_ping_interval_ms,
+                "http2_ping_interval_ms",
+                &mut http.http2_ping_interval,
+            ),
+            (
+                &self.http2_ping_timeout_ms,
+                "http2_ping_timeout_ms",
+                &mut http.http2_ping_timeout,
+            ),
+            (
+                &self.send_timeout_ms,
+                "send_timeout_ms",
+                &mut http.send_timeout,
+            ),
+            (
+                &self.body_timeout_ms,
+                "body_timeout_ms",
+                &mut http.body_timeout,
+            ),
+            (
+                &self.shutdown_timeout_ms,
+                "shutdown_timeout_ms",
+                &mut http.shutdown_timeout,
+            ),
+        ] {
             if let Some(ms) = positive(value, &format!("http.{key}"), at)? {
                 *into = Duration::from_millis(ms);
             }
-            Ok::<_, ConfigError>(())
-        };
-        millis(
-            &self.handshake_timeout_ms,
-            "handshake_timeout_ms",
-            &mut http.handshake_timeout,
-        )?;
-        millis(
-            &self.header_timeout_ms,
-            "header_timeout_ms",
-            &mut http.header_timeout,
-        )?;
-        millis(
-            &self.keepalive_timeout_ms,
-            "keepalive_timeout_ms",
-            &mut http.keepalive_timeout,
-        )?;
-        millis(
-            &self.http2_idle_timeout_ms,
-            "http2_idle_timeout_ms",
-            &mut http.http2_idle_timeout,
-        )?;
-        millis(
-            &self.http2_ping_interval_ms,
-            "http2_ping_interval_ms",
-            &mut http.http2_ping_interval,
-        )?;
-        millis(
-            &self.http2_ping_timeout_ms,
-            "http2_ping_timeout_ms",
-            &mut http.http2_ping_timeout,
-        )?;
-        millis(
-            &self.send_timeout_ms,
-            "send_timeout_ms",
-            &mut http.send_timeout,
-        )?;
-        millis(
-            &self.body_timeout_ms,
-            "body_timeout_ms",
-            &mut http.body_timeout,
-        )?;
-        millis(
-            &self.shutdown_timeout_ms,
-            "shutdown_timeout_ms",
-            &mut http.shutdown_timeout,
-        )?;
+        }
         if let Some(rate) = self.body_min_rate {
             http.body_min_rate = rate;
         }
@@ -554,6 +558,7 @@ struct RawAdmin {
     max_upload_mib: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     max_uploads: Option<Spanned<u64>>,
+    compile_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     tokens: Vec<RawToken>,
 }
@@ -632,6 +637,8 @@ impl RawAdmin {
             });
         let max_uploads = positive(&self.max_uploads, "admin.max_uploads", at)?
             .map_or(2, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let compile_timeout = positive(&self.compile_timeout_ms, "admin.compile_timeout_ms", at)?
+            .map_or(Duration::from_secs(120), Duration::from_millis);
         Ok(AdminConfig {
             listen,
             state_dir: base.join(self.state_dir.unwrap_or_else(|| PathBuf::from("state"))),
@@ -639,6 +646,7 @@ impl RawAdmin {
             tokens,
             max_connections,
             max_uploads,
+            compile_timeout,
         })
     }
 }
@@ -705,7 +713,7 @@ impl RawLimits {
                     key,
                     format!(
                         "{value}{unit} is more than this node allows ({node_key} = {max}); \
-                         lower it, or have the node's operator raise {node_key}"
+                         lower it, or raise {node_key} in the node's node.toml"
                     ),
                 ));
             }

@@ -69,7 +69,7 @@ impl Edge {
         &self,
         router: &Router<App>,
         request: Request<Incoming>,
-    ) -> Result<(App, Request<RequestBody>), Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let host = host_of(&request)?;
         let Some(app) = router.route(Some(host), request.uri().path()).cloned() else {
             return Err(Refusal::new(
@@ -81,14 +81,19 @@ impl Edge {
         let (parts, incoming) = request.into_parts();
         let length = content_length(&parts.headers);
         if length.is_some_and(|length| length > limit) {
-            drain(incoming, limit).await;
+            drain_refused(incoming, limit).await;
             return Err(too_large(limit));
         }
-        let mut body = RequestBody::new(incoming, self.deadline);
+        let timed_out = BodyTimedOut::default();
+        let mut body = RequestBody::new(incoming, self.deadline, timed_out.clone());
         if !body.is_end_stream() && length.is_none_or(|length| length <= self.prebuffer) {
             self.read_ahead(&mut body, length, limit).await?;
         }
-        Ok((app, Request::from_parts(parts, body)))
+        Ok(Admitted {
+            app,
+            request: Request::from_parts(parts, body),
+            body_timed_out: timed_out,
+        })
     }
 
     /// Reads up to `prebuffer` bytes of the body (the whole of it, when it
@@ -117,14 +122,7 @@ impl Edge {
                 return Ok(());
             };
             let frame = frame.map_err(|err| match err {
-                BodyError::ConnectionReadTimeout => {
-                    let mut refusal = Refusal::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request body did not arrive in time",
-                    );
-                    refusal.close = true;
-                    refusal
-                }
+                BodyError::ConnectionReadTimeout => body_timeout(),
                 other => {
                     let mut refusal = Refusal::new(
                         StatusCode::BAD_REQUEST,
@@ -138,7 +136,7 @@ impl Edge {
             if read > limit {
                 // No Content-Length, and more than the app accepts.
                 let rest = body.rest.take().expect("still reading");
-                drain(rest.into_inner(), limit).await;
+                drain_refused(rest.into_inner(), limit).await;
                 return Err(too_large(limit));
             }
             body.ready.push_back(frame);
@@ -147,6 +145,41 @@ impl Edge {
         // streams into the guest, still under the body deadline.
         Ok(())
     }
+}
+
+/// A request on its way to its app.
+pub(crate) struct Admitted {
+    pub(crate) app: App,
+    pub(crate) request: Request<RequestBody>,
+    /// Set if the client misses the body deadline while the guest reads.
+    pub(crate) body_timed_out: BodyTimedOut,
+}
+
+/// Whether a request's body missed its deadline. The guest sees a read
+/// error then, and whatever it answers, the client gets 408: the client
+/// failed to send its request, as the guest could not tell it (wasmtime 48's
+/// `http-error-code` does not recognize body errors).
+#[derive(Clone, Default)]
+pub(crate) struct BodyTimedOut(Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyTimedOut {
+    pub(crate) fn happened(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The answer to a client that missed the body deadline.
+pub(crate) fn body_timeout() -> Refusal {
+    let mut refusal = Refusal::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time",
+    );
+    refusal.close = true;
+    refusal
 }
 
 fn too_large(limit: u64) -> Refusal {
@@ -239,8 +272,9 @@ pub(crate) struct RequestBody {
 }
 
 impl RequestBody {
-    fn new(incoming: Incoming, deadline: BodyDeadline) -> Self {
-        let rest = (!incoming.is_end_stream()).then(|| Deadlined::new(incoming, deadline));
+    fn new(incoming: Incoming, deadline: BodyDeadline, timed_out: BodyTimedOut) -> Self {
+        let rest =
+            (!incoming.is_end_stream()).then(|| Deadlined::new(incoming, deadline, timed_out));
         Self {
             ready: VecDeque::new(),
             rest,
@@ -317,10 +351,11 @@ struct Deadlined {
     received: u64,
     /// Armed only while the client keeps us waiting.
     timer: Option<Pin<Box<Sleep>>>,
+    timed_out: BodyTimedOut,
 }
 
 impl Deadlined {
-    fn new(incoming: Incoming, deadline: BodyDeadline) -> Self {
+    fn new(incoming: Incoming, deadline: BodyDeadline, timed_out: BodyTimedOut) -> Self {
         let now = Instant::now();
         Self {
             incoming,
@@ -329,6 +364,7 @@ impl Deadlined {
             last_progress: now,
             received: 0,
             timer: None,
+            timed_out,
         }
     }
 
@@ -367,7 +403,10 @@ impl Body for Deadlined {
                     timer.as_mut().reset(due);
                 }
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::ConnectionReadTimeout))),
+                    Poll::Ready(()) => {
+                        this.timed_out.set();
+                        Poll::Ready(Some(Err(BodyError::ConnectionReadTimeout)))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -414,20 +453,30 @@ impl Drop for Reservation {
 
 /// Reads and drops a refused request body, like a web server's lingering
 /// close: a client still sending would otherwise have its connection reset
-/// under it and might never read the refusal. Bounded: four times the limit
-/// (at least 1 MiB), for at most 5 s; past that the connection just closes.
-async fn drain(mut body: Incoming, limit: u64) {
-    let max = limit.saturating_mul(4).max(1 << 20);
+/// under it and might never read the refusal. Bounded in bytes and time;
+/// past either the connection just closes.
+pub(crate) async fn drain(mut body: Incoming, max_bytes: u64, max_time: Duration) {
     let read = async {
         let mut seen: u64 = 0;
         while let Some(Ok(frame)) = body.frame().await {
             seen += frame.data_ref().map_or(0, |data| data.len() as u64);
-            if seen > max {
+            if seen > max_bytes {
                 break;
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let _ = tokio::time::timeout(max_time, read).await;
+}
+
+/// Drains the body of a request refused for its size: four times the limit
+/// (at least 1 MiB), for at most 5 s.
+async fn drain_refused(body: Incoming, limit: u64) {
+    drain(
+        body,
+        limit.saturating_mul(4).max(1 << 20),
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 #[cfg(test)]

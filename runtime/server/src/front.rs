@@ -12,7 +12,7 @@ pub(crate) use conn::{Deadlines, Driver};
 use conn::ClientAddr;
 
 use crate::config::HttpConfig;
-use crate::edge::{Edge, Refusal};
+use crate::edge::{self, Edge, Refusal};
 use crate::table::AppTable;
 use bytes::Bytes;
 use caps::RateLimitedLog;
@@ -181,12 +181,16 @@ async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseB
     // The router as of this request: a deploy swapping it meanwhile does
     // not affect a request already routed.
     let router = front.table.router();
-    let (app, request) = match front.edge.admit(&router, request).await {
+    let admitted = match front.edge.admit(&router, request).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal, request_id),
     };
     drop(router);
-    match app.handle(request, request_id).await {
+    let outcome = admitted.app.handle(admitted.request, request_id).await;
+    if admitted.body_timed_out.happened() {
+        return refusal_response(&edge::body_timeout(), request_id);
+    }
+    match outcome {
         Ok(mut response) => {
             response
                 .headers_mut()

@@ -9,7 +9,7 @@
 //! | HTTP/2 without an open stream | `http2_idle_timeout`, then GOAWAY |
 //! | HTTP/2 peer that stops answering pings | `http2_ping_interval` + `http2_ping_timeout` (hyper) |
 //! | a response the client does not read | `send_timeout` |
-//! | a connection being closed (GOAWAY sent, flushing) | `send_timeout` |
+//! | a connection closed for idleness: flushing (HTTP/1.1), GOAWAY and its PING (HTTP/2) | `send_timeout`, `http2_ping_timeout` |
 //!
 //! Request bodies have their own deadline (see `edge.rs`); a guest's run is
 //! bounded by its app's limits. The deadlines are checked by one timer per
@@ -171,6 +171,13 @@ impl Driver {
             Protocol::Http2 => self.deadlines.http2_idle,
         };
         let send_timeout = self.deadlines.send;
+        // How long a connection being closed for idleness may take: to
+        // flush (HTTP/1.1), or to answer the PING that follows a GOAWAY
+        // (HTTP/2).
+        let closing_grace = match protocol {
+            Protocol::Http1 => send_timeout,
+            Protocol::Http2 => self.deadlines.http2_ping_timeout,
+        };
         // The next time a deadline could have passed; re-armed on every
         // wake-up from the activity's timestamps.
         let check = tokio::time::sleep(idle_timeout.min(send_timeout));
@@ -205,7 +212,7 @@ impl Driver {
                         Err(Expired::Idle) => {
                             counters.idle_closed.fetch_add(1, Ordering::Relaxed);
                             connection.as_mut().graceful_shutdown();
-                            let at = tokio::time::Instant::now() + send_timeout;
+                            let at = tokio::time::Instant::now() + closing_grace;
                             closing = Some(at);
                             check.as_mut().reset(at);
                         }
