@@ -39,12 +39,16 @@ def run(cmd, **kwargs):
     return subprocess.run(cmd, check=True, **kwargs)
 
 
-def ensure_tools():
+def ensure_tools(wasmtime=True):
+    """Installs wrk, h2load and taskset if missing, and wasmtime-cli unless
+    `wasmtime` is false; returns the wasmtime binary's path."""
     missing = [pkg for tool, pkg in [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux")]
                if shutil.which(tool) is None]
     if missing:
         run(["apt-get", "update", "-qq"])
         run(["apt-get", "install", "-y", "-qq", *missing])
+    if not wasmtime:
+        return None
     wasmtime = TOOLS / "bin" / "wasmtime"
     version = ""
     if wasmtime.exists():

@@ -345,7 +345,7 @@ fn out_of_file_descriptors_the_admin_api_still_answers_and_the_node_recovers() {
     ]);
     let node = Outpost::spawn(command).expect("the node starts");
     assert!(
-        node.logs().contains("http.max_connections lowered"),
+        node.wait_for_log("http.max_connections lowered"),
         "{}",
         node.logs()
     );

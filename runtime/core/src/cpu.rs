@@ -15,10 +15,10 @@
 //! Two clocks. The monotonic clock costs 25 ns a read but also counts time
 //! the OS gave the thread's CPU to someone else; the thread's CPU clock is
 //! exact but costs a system call (0.5 µs on this VM). So a request is
-//! measured on the monotonic clock until its first epoch callback, that is
-//! until it has run about a tick, and on the thread's CPU clock from then
-//! on; and once one request of an app has run that long, the app's later
-//! requests are measured on the thread's CPU clock from their start. Apps
+//! measured on the monotonic clock until an epoch callback finds it has
+//! used a millisecond, and on the thread's CPU clock from then on; and once
+//! one request of an app has run that long, the app's later requests are
+//! measured on the thread's CPU clock from their start. Apps
 //! whose requests finish within a tick (nearly all) pay nothing extra, and
 //! a busy host cannot push a long-running guest over its limit (a guest
 //! echoing 1 MiB was cut at "50 ms" on a loaded machine when every slice
@@ -32,6 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// A request that has used this much CPU time is measured on the thread's
+/// CPU clock from then on, and its app's later requests from their start.
+const PRECISE_AFTER: Duration = Duration::from_millis(1);
 
 /// Nanoseconds on the monotonic clock since the first call. Never 0.
 fn monotonic_ns() -> u64 {
@@ -84,18 +88,23 @@ impl CpuMeter {
         Duration::from_nanos(self.used_ns.load(Ordering::Relaxed) + self.in_slice())
     }
 
-    /// CPU time used so far, from the epoch callback: the guest has run
-    /// about a tick, so from now on it is measured on the thread's CPU
-    /// clock.
+    /// CPU time used so far, from the epoch callback. Once the request
+    /// has used a tick's worth, it is measured on the thread's CPU clock
+    /// from now on. (A callback alone does not mean that much: a request
+    /// that starts just before the epoch advances gets one after a few
+    /// microseconds.)
     pub(crate) fn used_at_tick(&self) -> Duration {
-        let monotonic_start = self.slice_monotonic.swap(0, Ordering::Relaxed);
-        if monotonic_start != 0 {
-            let elapsed = monotonic_ns().saturating_sub(monotonic_start);
-            self.used_ns.fetch_add(elapsed, Ordering::Relaxed);
-            self.slice_cpu.store(thread_cpu_ns(), Ordering::Relaxed);
-            self.precise.store(1, Ordering::Relaxed);
+        let used = self.used();
+        if used >= PRECISE_AFTER {
+            let monotonic_start = self.slice_monotonic.swap(0, Ordering::Relaxed);
+            if monotonic_start != 0 {
+                let elapsed = monotonic_ns().saturating_sub(monotonic_start);
+                self.used_ns.fetch_add(elapsed, Ordering::Relaxed);
+                self.slice_cpu.store(thread_cpu_ns(), Ordering::Relaxed);
+                self.precise.store(1, Ordering::Relaxed);
+            }
         }
-        self.used()
+        used
     }
 
     /// Nanoseconds of the slice in progress.
@@ -172,7 +181,7 @@ mod tests {
         let tick = meter.clone();
         let busy_then_park = async move {
             spin(Duration::from_millis(10));
-            // As the epoch callback would, a tick into the guest's run.
+            // As the epoch callback would, past a tick's worth.
             tick.used_at_tick();
             spin(Duration::from_millis(10));
             // Parked: not executing, not charged.

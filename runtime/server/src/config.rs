@@ -896,6 +896,69 @@ mod tests {
     }
 
     #[test]
+    fn http_deadlines_caps_and_node_maxima() {
+        let config = parse(
+            "max_instances = 100\ninstance_wait_ms = 500\nmax_cpu_ms = 200\n\
+             [http]\nmax_connections_per_ip = 7\nheader_timeout_ms = 1500\nbody_min_rate = 0\n\
+             [apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.max_connections_per_ip, 7);
+        assert_eq!(config.http.header_timeout, Duration::from_millis(1500));
+        assert_eq!(config.http.body_min_rate, 0);
+        assert_eq!(
+            config.http.keepalive_timeout,
+            HttpConfig::default().keepalive_timeout
+        );
+        assert_eq!(config.runtime.instance_wait, Duration::from_millis(500));
+        // An app that sets nothing gets the defaults within the maxima: a
+        // quarter of the pool, and no more CPU than the node allows.
+        assert_eq!(config.maxima.instances, 25);
+        assert_eq!(config.apps[0].limits.instances, 25);
+        assert_eq!(config.apps[0].limits.cpu_time, Duration::from_millis(50));
+
+        let err = parse(
+            "[http]\nheader_timeout_ms = 0\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:2: http.header_timeout_ms: must be at least 1"),
+            "{err}"
+        );
+        let err =
+            parse("[http]\nidle_ms = 5\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n")
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:2: unknown field `idle_ms`"),
+            "{err}"
+        );
+        let err = parse("max_instances = 10\nmax_instances_per_app = 11\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("more than max_instances"), "{err}");
+    }
+
+    #[test]
+    fn the_example_node_toml_is_valid() {
+        let source = include_str!("../../../deploy/node.toml");
+        let dir = tempfile::tempdir().unwrap();
+        // Its components live on a production host: point them here.
+        let source = source.replace("/srv/outpost/", &format!("{}/", dir.path().display()));
+        for name in ["hello.wasm", "api.wasm"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let config = NodeConfig::parse(
+            &dir.path().join("node.toml"),
+            &source,
+            PathBuf::from("/tmp"),
+        )
+        .unwrap_or_else(|err| panic!("deploy/node.toml: {err}"));
+        assert_eq!(config.apps.len(), 2);
+        assert_eq!(config.http.max_connections, 10_000);
+    }
+
+    #[test]
     fn no_apps_is_an_error_with_an_example() {
         let err = parse("listen = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(err.to_string().contains("[apps.hello]"), "{err}");

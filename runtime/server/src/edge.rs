@@ -6,7 +6,7 @@
 //! Later edge features (JWT, rate limits, cache hits) answer here too.
 
 use crate::config::HttpConfig;
-use crate::router::Router;
+use crate::table::AppTable;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{Request, StatusCode, Version};
@@ -67,11 +67,17 @@ impl Edge {
     /// stream into the guest, or the answer the node gives instead.
     pub(crate) async fn admit(
         &self,
-        router: &Router<App>,
+        table: &AppTable,
         request: Request<Incoming>,
     ) -> Result<Admitted, Refusal> {
         let host = host_of(&request)?;
-        let Some(app) = router.route(Some(host), request.uri().path()).cloned() else {
+        // The router as of now: a deploy swapping it meanwhile does not
+        // affect a request already routed.
+        let routed = table
+            .router()
+            .route(Some(host), request.uri().path())
+            .cloned();
+        let Some(app) = routed else {
             return Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 "no app is routed for this host and path",

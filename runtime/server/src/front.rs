@@ -67,6 +67,11 @@ impl Front {
     pub(crate) fn stats(&self) -> serde_json::Value {
         self.caps.counters.to_json(self.caps.open())
     }
+
+    /// Lowers the cap on open connections (to fit the file descriptors).
+    pub(crate) fn cap_connections(&self, max: usize) {
+        self.caps.lower_max_total(max);
+    }
 }
 
 /// Serves the front end on one worker's listener until `shutdown`
@@ -178,14 +183,10 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseBody> {
     let request_id = RequestId::next();
-    // The router as of this request: a deploy swapping it meanwhile does
-    // not affect a request already routed.
-    let router = front.table.router();
-    let admitted = match front.edge.admit(&router, request).await {
+    let admitted = match front.edge.admit(&front.table, request).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal, request_id),
     };
-    drop(router);
     let outcome = admitted.app.handle(admitted.request, request_id).await;
     if admitted.body_timed_out.happened() {
         return refusal_response(&edge::body_timeout(), request_id);

@@ -1,5 +1,5 @@
 use crate::admin::{self, Admin};
-use crate::config::{HttpConfig, NodeConfig};
+use crate::config::NodeConfig;
 use crate::front::{self, Front};
 use crate::table::{AppTable, Origin, Served};
 use anyhow::Context as _;
@@ -34,7 +34,7 @@ impl Node {
     /// Builds the runtime, loads every app (compiling only what the
     /// precompiled cache lacks) and binds one listener per worker. Any bad app
     /// fails the whole start: a node never serves half its config.
-    pub fn start(mut config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
+    pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
         let mut apps = Vec::with_capacity(config.apps.len());
         for app_config in &config.apps {
@@ -70,11 +70,6 @@ impl Node {
         let listeners = bind_workers(config.listen, workers.max(1))
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listeners[0].local_addr()?;
-        let admin_connections = config
-            .admin
-            .as_ref()
-            .map_or(0, |admin| admin.max_connections);
-        fit_descriptors(&mut config.http, admin_connections, table.list().len())?;
         let front = Arc::new(Front::new(table.clone(), &config.http));
         let admin = match &config.admin {
             Some(admin_config) => {
@@ -94,6 +89,20 @@ impl Node {
             }
             None => None,
         };
+        // Deployed apps are in the table now: all of them count.
+        let admin_connections = config
+            .admin
+            .as_ref()
+            .map_or(0, |admin| admin.max_connections);
+        let budget = descriptor_budget(admin_connections, table.list().len())?;
+        if config.http.max_connections > budget {
+            tracing::warn!(
+                "http.max_connections lowered from {} to {budget} to fit the process's file descriptors; \
+                 raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`) to allow more",
+                config.http.max_connections
+            );
+            front.cap_connections(budget);
+        }
         Ok(Self {
             runtime,
             table,
@@ -196,17 +205,13 @@ where
     })
 }
 
-/// Makes client connections fit the process's file descriptors, so that
-/// running out of them never stops the admin API or the node's own files:
-/// raises the soft limit to the hard one (as nginx and Go programs do), then
-/// lowers `http.max_connections`, saying so, if what is left after the
-/// descriptors open now, one per app's mapped artifact, the admin API's
-/// connections and a spare is smaller.
-fn fit_descriptors(
-    http: &mut HttpConfig,
-    admin_connections: usize,
-    apps: usize,
-) -> anyhow::Result<()> {
+/// How many client connections the process's file descriptors allow, so
+/// that running out of them never stops the admin API or the node's own
+/// files: raises the soft limit to the hard one (as nginx and Go programs
+/// do), then keeps back the descriptors open now (listeners, the store,
+/// loaded apps' artifacts), one per app for artifacts mapped later
+/// (`lazy_load`), the admin API's connections and a spare.
+fn descriptor_budget(admin_connections: usize, apps: usize) -> anyhow::Result<usize> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -217,7 +222,7 @@ fn fit_descriptors(
         }
     }
     let Some(allowed) = limit.current else {
-        return Ok(());
+        return Ok(usize::MAX);
     };
     let open = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count()) as u64;
     let reserved = open + apps as u64 + admin_connections as u64 + SPARE_DESCRIPTORS;
@@ -229,16 +234,7 @@ fn fit_descriptors(
              plus some for clients; raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`)"
         );
     }
-    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
-    if http.max_connections > budget {
-        tracing::warn!(
-            "http.max_connections lowered from {} to {budget}: the process may open {allowed} files \
-             (ulimit -n) and keeps {reserved} for itself; raise the limit to allow more",
-            http.max_connections
-        );
-        http.max_connections = budget;
-    }
-    Ok(())
+    Ok(usize::try_from(budget).unwrap_or(usize::MAX))
 }
 
 /// Binds `workers` listeners to one address with `SO_REUSEPORT`. A port in

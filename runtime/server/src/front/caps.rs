@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 /// Open connections of one listener (the front end, or the admin API),
 /// shared by all its workers.
 pub(crate) struct ConnectionCaps {
-    max_total: usize,
+    /// Lowered once at start if the file descriptors do not allow more.
+    max_total: AtomicUsize,
     max_per_ip: usize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpKey, usize>>,
@@ -54,7 +55,7 @@ pub(crate) struct Admitted {
 impl ConnectionCaps {
     pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
-            max_total,
+            max_total: AtomicUsize::new(max_total),
             max_per_ip,
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
@@ -68,7 +69,8 @@ impl ConnectionCaps {
     /// most once per 10 s with how many were refused meanwhile.
     pub(crate) fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Admitted, Refused> {
         let ip = IpKey::from(peer.ip());
-        let refused = if self.total.fetch_add(1, Ordering::Relaxed) >= self.max_total {
+        let max_total = self.max_total.load(Ordering::Relaxed);
+        let refused = if self.total.fetch_add(1, Ordering::Relaxed) >= max_total {
             self.total.fetch_sub(1, Ordering::Relaxed);
             Some(Refused::Node)
         } else {
@@ -101,7 +103,7 @@ impl ConnectionCaps {
                     Refused::Node => format!(
                         "connection from {} refused: {} connections open, the node's cap (http.max_connections); {suppressed} more refused since the last such line",
                         peer.ip(),
-                        self.max_total
+                        max_total
                     ),
                     Refused::Ip => format!(
                         "connection from {} refused: it has {} connections open, the cap per client (http.max_connections_per_ip); {suppressed} more refused since the last such line",
@@ -112,6 +114,11 @@ impl ConnectionCaps {
                 Err(why)
             }
         }
+    }
+
+    /// Lowers the cap on open connections to `max` (never raises it).
+    pub(crate) fn lower_max_total(&self, max: usize) {
+        self.max_total.fetch_min(max, Ordering::Relaxed);
     }
 
     /// Connections open now.
