@@ -67,8 +67,9 @@ struct AppInner {
     /// An instance whose request is answered, waiting for its teardown
     /// task.
     retired: Mutex<Option<Instance>>,
-    /// Set once a request of this app ran past a tick: its requests are
-    /// measured on the thread's CPU clock from their start (see cpu.rs).
+    /// Set once a request of this app used a millisecond of CPU: its
+    /// requests are measured on the thread's CPU clock from their start
+    /// (see cpu.rs).
     heavy: AtomicBool,
 }
 
@@ -323,8 +324,12 @@ impl AppInner {
     /// would only pile up (HTTP/2 with 640 streams served 8 % fewer
     /// requests when every teardown waited).
     fn retire(self: &Arc<Self>, spent: Instance) {
-        if spent.store.data().cpu.was_precise() {
-            self.heavy.store(true, Ordering::Relaxed);
+        if spent.store.data().cpu.ran_long() && !self.heavy.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                app = &*self.name,
+                "a request ran for more than a millisecond of CPU: this app's requests are timed \
+                 on the thread's CPU clock from now on"
+            );
         }
         let mut retired = self.retired.lock().expect("retired lock");
         if retired.is_some() {

@@ -90,10 +90,13 @@ impl Edge {
             drain_refused(incoming, limit).await;
             return Err(too_large(limit));
         }
-        let timed_out = BodyTimedOut::default();
-        let mut body = RequestBody::new(incoming, self.deadline, timed_out.clone());
+        let mut body = RequestBody::new(incoming, self.deadline);
+        let timed_out = body.timed_out();
         if !body.is_end_stream() && length.is_none_or(|length| length <= self.prebuffer) {
-            self.read_ahead(&mut body, length, limit).await?;
+            // Boxed: only requests with a body pay for its state, and the
+            // future of every request stays small (it is moved into place
+            // for each request).
+            Box::pin(self.read_ahead(&mut body, length, limit)).await?;
         }
         Ok(Admitted {
             app,
@@ -165,16 +168,21 @@ pub(crate) struct Admitted {
 /// error then, and whatever it answers, the client gets 408: the client
 /// failed to send its request, as the guest could not tell it (wasmtime 48's
 /// `http-error-code` does not recognize body errors).
+/// (`None` for a request without a body: nothing to watch.)
 #[derive(Clone, Default)]
-pub(crate) struct BodyTimedOut(Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct BodyTimedOut(Option<Arc<std::sync::atomic::AtomicBool>>);
 
 impl BodyTimedOut {
     pub(crate) fn happened(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     fn set(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -278,14 +286,23 @@ pub(crate) struct RequestBody {
 }
 
 impl RequestBody {
-    fn new(incoming: Incoming, deadline: BodyDeadline, timed_out: BodyTimedOut) -> Self {
-        let rest =
-            (!incoming.is_end_stream()).then(|| Deadlined::new(incoming, deadline, timed_out));
+    fn new(incoming: Incoming, deadline: BodyDeadline) -> Self {
+        let rest = (!incoming.is_end_stream()).then(|| {
+            let timed_out = BodyTimedOut(Some(Arc::default()));
+            Deadlined::new(incoming, deadline, timed_out)
+        });
         Self {
             ready: VecDeque::new(),
             rest,
             reservation: None,
         }
+    }
+
+    /// Tells whether this body missed its deadline.
+    fn timed_out(&self) -> BodyTimedOut {
+        self.rest
+            .as_ref()
+            .map_or_else(BodyTimedOut::default, |rest| rest.timed_out.clone())
     }
 
     async fn rest_frame(&mut self) -> Option<Result<Frame<Bytes>, BodyError>> {
