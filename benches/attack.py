@@ -2,7 +2,7 @@
 """Throughput and latency of hello while the node is under attack, as a ratio
 of the same measurement without the attack, in one invocation.
 
-    python3 benches/attack.py                       # 3 runs of each, 10 s each
+    python3 benches/attack.py                       # 5 runs of each, 10 s each
     python3 benches/attack.py --duration 5 --runs 1
 
 The node serves examples/hello on CPU 0 (one worker, as in load.py); wrk (64
@@ -59,9 +59,11 @@ async def attacker(kind, source, port, stats, stop):
             await writer.drain()
             line = 0
             while not stop.is_set():
+                # Idle sockets wait for the node to close them; the others
+                # wake to send their next byte or line.
+                timeout = {"idle": None, "slowloris": 2.0}.get(kind, 1.0)
                 try:
-                    data = await asyncio.wait_for(reader.read(4096),
-                                                  timeout=2.0 if kind == "slowloris" else 1.0)
+                    data = await asyncio.wait_for(reader.read(4096), timeout=timeout)
                     if not data:
                         stats["closed_by_node"] += 1
                         break
@@ -109,10 +111,26 @@ def attack(port, ready, stop_event, result):
     asyncio.run(main())
 
 
+def server_cpu_seconds(server):
+    """User + system CPU time of the server process so far."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().split(")")[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server, connections, duration, cpu):
+    """One wrk run; also appends the server's CPU time per request (µs) to
+    `cpu`, which the attack's share of the load machine does not skew."""
+    before = server_cpu_seconds(server)
+    result = load.wrk(server, connections, duration)
+    used = server_cpu_seconds(server) - before
+    cpu.append(used * 1e6 / (result["rps"] * duration))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each condition (default 3)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each condition (default 5)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -125,11 +143,12 @@ def main():
                                              "--cache-dir", load.ROOT / "target" / "bench-cache"],
                          port, env={"RUST_LOG": "warn"})
     results = {"clean": [], "attacked": []}
+    cpu = {"clean": [], "attacked": []}
     attack_stats = []
     try:
         time.sleep(1)
         for run in range(args.runs):
-            results["clean"].append(load.wrk(server, args.connections, args.duration))
+            results["clean"].append(measure(server, args.connections, args.duration, cpu["clean"]))
             manager = multiprocessing.Manager()
             ready, stop, shared = manager.Event(), manager.Event(), manager.dict()
             proc = multiprocessing.Process(target=attack, args=(port, ready, stop, shared))
@@ -137,7 +156,7 @@ def main():
             if not ready.wait(timeout=60):
                 raise SystemExit("the attackers could not connect")
             time.sleep(2)
-            results["attacked"].append(load.wrk(server, args.connections, args.duration))
+            results["attacked"].append(measure(server, args.connections, args.duration, cpu["attacked"]))
             stop.set()
             proc.join(timeout=30)
             attack_stats.append(dict(shared))
@@ -157,13 +176,17 @@ def main():
               f"{med(cond, 'errors'):>8.0f}")
     rps_ratio = med("attacked", "rps") / med("clean", "rps")
     p99_ratio = med("attacked", "p99") / med("clean", "p99")
-    print(f"attacked/clean: throughput {rps_ratio:.2f}x (target >= 0.8x), p99 {p99_ratio:.2f}x")
+    cpu_ratio = statistics.median(cpu["attacked"]) / statistics.median(cpu["clean"])
+    print(f"attacked/clean: throughput {rps_ratio:.2f}x (target >= 0.8x), p99 {p99_ratio:.2f}x, "
+          f"server CPU per request {cpu_ratio:.2f}x "
+          f"({statistics.median(cpu['clean']):.1f} vs {statistics.median(cpu['attacked']):.1f} µs)")
     for n, stats in enumerate(attack_stats):
         print(f"attack run {n + 1}: {stats['opened']} connections opened, {stats['closed_by_node']} cut by the node, "
               f"{stats['answers']} answers (408s), {stats['connect_failed']} connects failed")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "attack": attack_stats,
-                                         "throughput_ratio": rps_ratio, "p99_ratio": p99_ratio}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "attack": attack_stats, "cpu_us_per_request": cpu,
+                                         "throughput_ratio": rps_ratio, "p99_ratio": p99_ratio,
+                                         "cpu_ratio": cpu_ratio}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ pub fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> 
     Ok(socket.into())
 }
 
+/// A TCP connection to `to` from `from` whose receive buffer is tiny: a
+/// client that reads slowly, or not at all, fills it at once.
+pub fn connect_small_window(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_recv_buffer_size(4096)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
 /// `127.0.0.N`.
 pub fn loopback(n: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, n])
@@ -77,8 +87,19 @@ pub mod h2 {
 
     /// The preface and an empty SETTINGS frame: what a client sends first.
     pub fn client_start() -> Vec<u8> {
+        client_start_with_window(None)
+    }
+
+    /// The preface and SETTINGS, with SETTINGS_INITIAL_WINDOW_SIZE if given
+    /// (0: the server may send no response body until the client opens it).
+    pub fn client_start_with_window(window: Option<u32>) -> Vec<u8> {
         let mut out = PREFACE.to_vec();
-        out.extend(frame(SETTINGS, 0, 0, &[]));
+        let mut settings = Vec::new();
+        if let Some(window) = window {
+            settings.extend_from_slice(&0x4u16.to_be_bytes());
+            settings.extend_from_slice(&window.to_be_bytes());
+        }
+        out.extend(frame(SETTINGS, 0, 0, &settings));
         out
     }
 

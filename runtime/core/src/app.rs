@@ -1,5 +1,5 @@
 use crate::cpu::Metered;
-use crate::escape::truncated_printable;
+use crate::escape::printable_capped;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
 use crate::limits::LimitedBody;
 use crate::state::{MAX_RESOURCES, RequestState};
@@ -245,7 +245,7 @@ impl App {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => {
                 // The code may carry a guest-chosen message of any length.
-                let failure = Failure::Guest(truncated_printable(&format!("{code:?}"), 512));
+                let failure = Failure::Guest(printable_capped(format_args!("{code:?}"), 512));
                 self.inner.log_failure(request_id, &failure);
                 Err(failure)
             }
@@ -367,6 +367,11 @@ impl AppInner {
         else {
             return;
         };
+        // A request that started waiting while this one was made gets its
+        // permit instead: it is not looking at the warm list any more.
+        if self.slots.contended() {
+            return;
+        }
         let mut ready = self.warm.lock().expect("warm list lock");
         if ready.len() < WARM_PER_APP {
             ready.push(warm);
@@ -424,9 +429,9 @@ impl AppInner {
             tracing::debug!(
                 app = &*self.name,
                 "guest error with backtrace: {}",
-                truncated_printable(&format!("{err:?}"), 16 << 10)
+                printable_capped(format_args!("{err:?}"), 16 << 10)
             );
-            Failure::Trap(truncated_printable(&err.root_cause().to_string(), 512))
+            Failure::Trap(printable_capped(format_args!("{}", err.root_cause()), 512))
         }
     }
 

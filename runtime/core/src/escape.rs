@@ -3,7 +3,7 @@
 //! screen, ring the bell or reverse the text around them.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 /// `text` with every control character (C0 but tab, DEL, C1) and every
 /// bidirectional override written as an escape (`\x1b`, `\u{202e}`).
@@ -13,33 +13,61 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     }
     let mut escaped = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !needs_escape(c) {
-            escaped.push(c);
-        } else if (c as u32) < 0x80 {
-            let _ = write!(escaped, "\\x{:02x}", c as u32);
-        } else {
-            let _ = write!(escaped, "\\u{{{:x}}}", c as u32);
-        }
+        push_printable(&mut escaped, c);
     }
     Cow::Owned(escaped)
 }
 
-/// At most `max` bytes of `text` (cut on a character boundary), made
-/// printable, with a note of how much was cut: for messages a guest
-/// chooses, which may be megabytes long.
-pub fn truncated_printable(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return printable(text).into_owned();
+/// Appends `c`, escaped if it needs to be.
+fn push_printable(out: &mut String, c: char) {
+    if !needs_escape(c) {
+        out.push(c);
+    } else if (c as u32) < 0x80 {
+        let _ = write!(out, "\\x{:02x}", c as u32);
+    } else {
+        let _ = write!(out, "\\u{{{:x}}}", c as u32);
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+}
+
+/// What `args` formats to, made printable, but formatted only until the
+/// printable text holds `max` bytes: for messages a guest chooses, which
+/// may be as large as its memory (formatting one in full, then cutting it,
+/// would cost the host that much memory and time).
+pub fn printable_capped(args: fmt::Arguments<'_>, max: usize) -> String {
+    let mut capped = Capped {
+        text: String::new(),
+        max,
+        cut: false,
+    };
+    // An error here only means the text was cut.
+    let _ = fmt::write(&mut capped, args);
+    if capped.cut {
+        capped.text.push_str("… (cut)");
     }
-    format!(
-        "{}… ({} more bytes)",
-        printable(&text[..end]),
-        text.len() - end
-    )
+    capped.text
+}
+
+/// A `fmt::Write` that escapes what it is given, and stops formatting once
+/// it holds `max` bytes.
+struct Capped {
+    text: String,
+    max: usize,
+    cut: bool,
+}
+
+impl fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let before = self.text.len();
+            push_printable(&mut self.text, c);
+            if self.text.len() > self.max {
+                self.text.truncate(before);
+                self.cut = true;
+                return Err(fmt::Error);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn needs_escape(c: char) -> bool {
@@ -62,9 +90,25 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_cut_on_a_character_boundary() {
-        assert_eq!(truncated_printable("short", 10), "short");
-        let cut = truncated_printable(&"é".repeat(100), 5);
-        assert_eq!(cut, "éé… (196 more bytes)");
+    fn long_messages_are_cut_on_a_character_boundary_while_formatting() {
+        assert_eq!(printable_capped(format_args!("{}", "short"), 10), "short");
+        let cut = printable_capped(format_args!("{}", "é".repeat(100)), 5);
+        assert_eq!(cut, "éé… (cut)");
+        // Formatting stops at the cap: a value whose Debug text would be
+        // endless is cut, not formatted in full.
+        struct Endless;
+        impl fmt::Debug for Endless {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                loop {
+                    f.write_str("\u{1}")?;
+                }
+            }
+        }
+        let cut = printable_capped(format_args!("{Endless:?}"), 512);
+        assert!(cut.len() <= 512 + "… (cut)".len(), "{} bytes", cut.len());
+        assert!(
+            cut.starts_with("\\x01\\x01") && cut.ends_with("… (cut)"),
+            "{cut}"
+        );
     }
 }

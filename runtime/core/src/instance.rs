@@ -12,6 +12,7 @@ use crate::app::within;
 use crate::cpu::Metered;
 use crate::state::RequestState;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
@@ -54,6 +55,9 @@ pub(crate) struct Slots {
     app: Arc<Semaphore>,
     app_cap: u32,
     pool: InstancePool,
+    /// Requests of this app waiting for a permit: while there are any, no
+    /// instance is made ahead (it would hold the permit they wait for).
+    waiting: Arc<AtomicUsize>,
 }
 
 /// The permits an instance holds while it exists.
@@ -68,7 +72,13 @@ impl Slots {
             app: Arc::new(Semaphore::new(app_cap as usize)),
             app_cap,
             pool,
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Whether requests of this app are waiting for a permit.
+    pub(crate) fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// A slot for a request: at once if both bounds have room (no timer
@@ -85,6 +95,8 @@ impl Slots {
         }
         let wait = self.pool.wait;
         let deadline = tokio::time::Instant::now() + wait;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         let app = tokio::time::timeout_at(deadline, self.app.clone().acquire_owned())
             .await
             .map_err(|_| (Saturated::App(self.app_cap), wait))?
@@ -100,8 +112,11 @@ impl Slots {
     }
 
     /// A slot for a warm instance, if the app, the pool and the warm budget
-    /// all have room now.
+    /// all have room now and no request of the app is waiting.
     fn try_acquire_warm(&self) -> Option<(Slot, OwnedSemaphorePermit)> {
+        if self.contended() {
+            return None;
+        }
         let warm = self.pool.warm.clone().try_acquire_owned().ok()?;
         let app = self.app.clone().try_acquire_owned().ok()?;
         let pool = self.pool.slots.clone().try_acquire_owned().ok()?;
@@ -112,6 +127,15 @@ impl Slots {
             },
             warm,
         ))
+    }
+}
+
+/// Counts a request as waiting while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -22,7 +22,7 @@ mod state;
 mod tail;
 
 pub use app::{App, AppStats, ResponseBody};
-pub use escape::{printable, truncated_printable};
+pub use escape::{printable, printable_capped};
 pub use failure::{Failure, LoadError};
 pub use instance::Saturated;
 pub use limits::Limits;

@@ -562,6 +562,9 @@ impl Admin {
             .map_err(|conflict| ApiError::new(StatusCode::CONFLICT, conflict))?
             .and_then(|previous| previous.version);
         tracing::info!("app {app}: version {version} active (was {previous:?})");
+        if let Err(err) = self.front.fit_descriptors() {
+            tracing::error!("{err:#}");
+        }
         Ok((
             StatusCode::OK,
             json!({"app": app, "version": version, "previous": previous}),

@@ -1,13 +1,16 @@
 //! The edge phase: everything the node answers before any Wasm instance
 //! exists. A request is checked here (Host, route, body size), and a small
 //! body is read here, under a deadline, before an instance is taken: a
-//! client trickling its body holds a connection, never an instance.
+//! client trickling a small body holds a connection, never an instance. A
+//! larger body streams into the guest under the same deadline, holding one
+//! of the app's instances while it arrives (bounded by the deadline, the
+//! app's wall-clock limit and its instance cap).
 //!
 //! Later edge features (JWT, rate limits, cache hits) answer here too.
 
 use crate::config::HttpConfig;
 use crate::table::AppTable;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{Request, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -106,8 +109,10 @@ impl Edge {
     }
 
     /// Reads up to `prebuffer` bytes of the body (the whole of it, when it
-    /// is that small) before any instance is taken. The bytes are held
-    /// against the node's body budget until the body is dropped.
+    /// is that small) before any instance is taken, into one buffer (a
+    /// client sending a byte per frame must not make the node hold a frame
+    /// per byte). The bytes are held against the node's body budget until
+    /// the guest has them.
     async fn read_ahead(
         &self,
         body: &mut RequestBody,
@@ -115,20 +120,21 @@ impl Edge {
         limit: u64,
     ) -> Result<(), Refusal> {
         let wanted = length.unwrap_or(self.prebuffer).min(self.prebuffer);
-        let Some(reservation) = self.budget.reserve(wanted) else {
+        let busy = || {
             let mut refusal = Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the node is holding too many request bodies; try again shortly",
             );
             refusal.retry_after = Some(1);
             refusal.close = true;
-            return Err(refusal);
+            refusal
         };
-        body.reservation = Some(reservation);
+        let mut reservation = self.budget.reserve(wanted).ok_or_else(busy)?;
+        let mut ahead = BytesMut::with_capacity(usize::try_from(wanted).unwrap_or(0));
         let mut read: u64 = 0;
-        while read <= wanted {
+        loop {
             let Some(frame) = body.rest_frame().await else {
-                return Ok(());
+                break;
             };
             let frame = frame.map_err(|err| match err {
                 BodyError::ConnectionReadTimeout => body_timeout(),
@@ -141,17 +147,39 @@ impl Edge {
                     refusal
                 }
             })?;
-            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            let frame = match frame.into_data() {
+                Ok(data) => data,
+                // Trailers end the body.
+                Err(trailers) => {
+                    body.ready.push_back(trailers);
+                    break;
+                }
+            };
+            read += frame.len() as u64;
             if read > limit {
                 // No Content-Length, and more than the app accepts.
-                let rest = body.rest.take().expect("still reading");
-                drain_refused(rest.into_inner(), limit).await;
+                if let Some(rest) = body.rest.take() {
+                    drain_refused(rest.into_inner(), limit).await;
+                }
                 return Err(too_large(limit));
             }
-            body.ready.push_back(frame);
+            if read <= wanted {
+                ahead.extend_from_slice(&frame);
+                continue;
+            }
+            // Larger than the read-ahead (no Content-Length said so): this
+            // frame is held as it came (and counted), the rest streams into
+            // the guest, still under the body deadline.
+            if !reservation.grow(frame.len() as u64) {
+                return Err(busy());
+            }
+            body.ready.push_back(Frame::data(frame));
+            break;
         }
-        // Larger than the read-ahead (no Content-Length said so): the rest
-        // streams into the guest, still under the body deadline.
+        if !ahead.is_empty() {
+            body.ready.push_front(Frame::data(ahead.freeze()));
+        }
+        body.reservation = Some(reservation);
         Ok(())
     }
 }
@@ -280,6 +308,8 @@ impl BodyDeadline {
 /// edge, then the rest from the connection, under the body deadline. A
 /// missed deadline is the guest's read error `connection-read-timeout`.
 pub(crate) struct RequestBody {
+    /// Read ahead: at most one data frame of what was read, one held as it
+    /// came, and trailers.
     ready: VecDeque<Frame<Bytes>>,
     rest: Option<Deadlined>,
     reservation: Option<Reservation>,
@@ -454,17 +484,31 @@ struct Reservation {
     bytes: u64,
 }
 
+impl Reservation {
+    /// Takes `more` bytes from the budget too, if it has them.
+    fn grow(&mut self, more: u64) -> bool {
+        let taken = self.budget.take(more);
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+}
+
 impl BodyBudget {
     fn reserve(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
+        self.take(bytes).then(|| Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    fn take(&self, bytes: u64) -> bool {
         self.0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(bytes)
             })
-            .ok()?;
-        Some(Reservation {
-            budget: self.clone(),
-            bytes,
-        })
+            .is_ok()
     }
 }
 
@@ -544,8 +588,10 @@ mod tests {
     #[test]
     fn the_body_budget_is_shared_and_given_back() {
         let budget = Arc::new(BodyBudget(AtomicU64::new(100)));
-        let a = budget.reserve(60).unwrap();
+        let mut a = budget.reserve(50).unwrap();
         assert!(budget.reserve(60).is_none());
+        assert!(a.grow(10));
+        assert!(!a.grow(50));
         let _b = budget.reserve(40).unwrap();
         drop(a);
         assert!(budget.reserve(60).is_some());

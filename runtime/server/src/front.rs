@@ -38,10 +38,18 @@ pub(crate) struct Front {
     driver: Arc<Driver>,
     caps: Arc<ConnectionCaps>,
     shutdown_timeout: Duration,
+    /// The admin API's connection cap: descriptors kept for it.
+    admin_connections: usize,
 }
 
+/// File descriptors kept beyond those open now, the apps' artifacts and the
+/// admin API's connections: for files (uploads, the store, the audit log),
+/// a compile, the next deployed apps, and a connection accepted past a cap
+/// before it is closed.
+const SPARE_DESCRIPTORS: u64 = 64;
+
 impl Front {
-    pub(crate) fn new(table: Arc<AppTable>, http: &HttpConfig) -> Self {
+    pub(crate) fn new(table: Arc<AppTable>, http: &HttpConfig, admin_connections: usize) -> Self {
         let deadlines = Deadlines {
             handshake: http.handshake_timeout,
             header: http.header_timeout,
@@ -60,6 +68,7 @@ impl Front {
                 http.max_connections_per_ip,
             )),
             shutdown_timeout: http.shutdown_timeout,
+            admin_connections,
         }
     }
 
@@ -68,9 +77,48 @@ impl Front {
         self.caps.counters.to_json(self.caps.open())
     }
 
-    /// Lowers the cap on open connections (to fit the file descriptors).
-    pub(crate) fn cap_connections(&self, max: usize) {
-        self.caps.lower_max_total(max);
+    /// Makes client connections fit the process's file descriptors, so
+    /// that running out of them never stops the admin API or the node's own
+    /// files: raises the soft limit to the hard one (as nginx and Go
+    /// programs do), then keeps back the descriptors open now (listeners,
+    /// the store, loaded apps' artifacts), one per app for artifacts mapped
+    /// later (`lazy_load`), the admin API's connections and a spare, and
+    /// lowers the connection cap (saying so) if what is left is smaller.
+    /// Called at start and after every activation: each app served holds
+    /// its artifact open.
+    pub(crate) fn fit_descriptors(&self) -> anyhow::Result<()> {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            if let Err(err) = setrlimit(Resource::Nofile, limit) {
+                tracing::debug!("cannot raise the open files limit: {err}");
+                limit = getrlimit(Resource::Nofile);
+            }
+        }
+        let Some(allowed) = limit.current else {
+            return Ok(());
+        };
+        let apps = self.table.list().len() as u64;
+        let admin = self.admin_connections as u64;
+        let open = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count()) as u64;
+        let reserved = open + apps + admin + SPARE_DESCRIPTORS;
+        let budget = allowed.saturating_sub(reserved);
+        if budget < 16 {
+            anyhow::bail!(
+                "the process may open only {allowed} files (ulimit -n), and the node needs {reserved} for itself \
+                 ({open} open, {apps} apps, {admin} admin connections, {SPARE_DESCRIPTORS} spare) \
+                 plus some for clients; raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`)"
+            );
+        }
+        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        if let Some(was) = self.caps.lower_max_total(budget) {
+            tracing::warn!(
+                "http.max_connections lowered from {was} to {budget} to fit the process's file descriptors; \
+                 raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`) to allow more"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -13,12 +13,6 @@ use std::time::Instant;
 /// Pending connections the kernel queues per worker's listener.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// File descriptors kept beyond those open at start, the apps' artifacts and
-/// the admin API's connections: for files (uploads, the store, the audit
-/// log), a compile, and a connection accepted past a cap before it is
-/// closed.
-const SPARE_DESCRIPTORS: u64 = 64;
-
 /// A node ready to serve: its runtime, its loaded apps, one bound listener
 /// per worker, and the admin API's listener if it has one.
 pub struct Node {
@@ -70,7 +64,11 @@ impl Node {
         let listeners = bind_workers(config.listen, workers.max(1))
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listeners[0].local_addr()?;
-        let front = Arc::new(Front::new(table.clone(), &config.http));
+        let admin_connections = config
+            .admin
+            .as_ref()
+            .map_or(0, |admin| admin.max_connections);
+        let front = Arc::new(Front::new(table.clone(), &config.http, admin_connections));
         let admin = match &config.admin {
             Some(admin_config) => {
                 let admin = Admin::open(
@@ -90,19 +88,7 @@ impl Node {
             None => None,
         };
         // Deployed apps are in the table now: all of them count.
-        let admin_connections = config
-            .admin
-            .as_ref()
-            .map_or(0, |admin| admin.max_connections);
-        let budget = descriptor_budget(admin_connections, table.list().len())?;
-        if config.http.max_connections > budget {
-            tracing::warn!(
-                "http.max_connections lowered from {} to {budget} to fit the process's file descriptors; \
-                 raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`) to allow more",
-                config.http.max_connections
-            );
-            front.cap_connections(budget);
-        }
+        front.fit_descriptors()?;
         Ok(Self {
             runtime,
             table,
@@ -203,38 +189,6 @@ where
             anyhow::Ok(())
         })
     })
-}
-
-/// How many client connections the process's file descriptors allow, so
-/// that running out of them never stops the admin API or the node's own
-/// files: raises the soft limit to the hard one (as nginx and Go programs
-/// do), then keeps back the descriptors open now (listeners, the store,
-/// loaded apps' artifacts), one per app for artifacts mapped later
-/// (`lazy_load`), the admin API's connections and a spare.
-fn descriptor_budget(admin_connections: usize, apps: usize) -> anyhow::Result<usize> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(err) = setrlimit(Resource::Nofile, limit) {
-            tracing::debug!("cannot raise the open files limit: {err}");
-            limit = getrlimit(Resource::Nofile);
-        }
-    }
-    let Some(allowed) = limit.current else {
-        return Ok(usize::MAX);
-    };
-    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count()) as u64;
-    let reserved = open + apps as u64 + admin_connections as u64 + SPARE_DESCRIPTORS;
-    let budget = allowed.saturating_sub(reserved);
-    if budget < 16 {
-        anyhow::bail!(
-            "the process may open only {allowed} files (ulimit -n), and the node needs {reserved} for itself \
-             ({open} open, {apps} apps, {admin_connections} admin connections, {SPARE_DESCRIPTORS} spare) \
-             plus some for clients; raise the limit (LimitNOFILE= in the systemd unit, or `ulimit -n`)"
-        );
-    }
-    Ok(usize::try_from(budget).unwrap_or(usize::MAX))
 }
 
 /// Binds `workers` listeners to one address with `SO_REUSEPORT`. A port in

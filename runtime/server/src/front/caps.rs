@@ -116,9 +116,11 @@ impl ConnectionCaps {
         }
     }
 
-    /// Lowers the cap on open connections to `max` (never raises it).
-    pub(crate) fn lower_max_total(&self, max: usize) {
-        self.max_total.fetch_min(max, Ordering::Relaxed);
+    /// Lowers the cap on open connections to `max` (never raises it);
+    /// returns the cap it lowered, if it did.
+    pub(crate) fn lower_max_total(&self, max: usize) -> Option<usize> {
+        let was = self.max_total.fetch_min(max, Ordering::Relaxed);
+        (was > max).then_some(was)
     }
 
     /// Connections open now.

@@ -5,10 +5,10 @@
 //! |---|---|
 //! | accept → first bytes that tell HTTP/1.1 from HTTP/2 | `handshake_timeout` |
 //! | HTTP/1.1 request head (from when the connection is ready for it) | `header_timeout` (hyper) |
-//! | HTTP/1.1 between requests, no byte received | `keepalive_timeout` |
+//! | HTTP/1.1 waiting for a request (before the first, between others), no byte received | `keepalive_timeout` |
 //! | HTTP/2 without an open stream | `http2_idle_timeout`, then GOAWAY |
 //! | HTTP/2 peer that stops answering pings | `http2_ping_interval` + `http2_ping_timeout` (hyper) |
-//! | a response the client does not read | `send_timeout` |
+//! | a response the client does not take (the socket refuses writes, or an HTTP/2 stream's window stays closed) | `send_timeout` |
 //! | a connection closed for idleness: flushing (HTTP/1.1), GOAWAY and its PING (HTTP/2) | `send_timeout`, `http2_ping_timeout` |
 //!
 //! Request bodies have their own deadline (see `edge.rs`); a guest's run is
@@ -23,13 +23,14 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
@@ -62,6 +63,19 @@ pub(crate) struct Driver {
     http1_only: bool,
 }
 
+/// What one HTTP/2 connection may make the node buffer: request bodies the
+/// guests have not read yet, up to the connection's receive window (1 MiB),
+/// and responses the client has not taken, up to 100 streams × 64 KiB
+/// (hyper's defaults were 200 streams × 400 KiB). Explicit here; the
+/// production front end issue makes them configurable.
+const HTTP2_MAX_STREAMS: u32 = 100;
+/// See [`HTTP2_MAX_STREAMS`].
+const HTTP2_STREAM_WINDOW: u32 = 256 << 10;
+/// See [`HTTP2_MAX_STREAMS`].
+const HTTP2_CONNECTION_WINDOW: u32 = 1 << 20;
+/// See [`HTTP2_MAX_STREAMS`].
+const HTTP2_SEND_BUFFER: usize = 64 << 10;
+
 /// The HTTP/2 connection preface a client starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -81,7 +95,11 @@ impl Driver {
         http2
             .timer(TokioTimer::new())
             .keep_alive_interval(deadlines.http2_ping_interval)
-            .keep_alive_timeout(deadlines.http2_ping_timeout);
+            .keep_alive_timeout(deadlines.http2_ping_timeout)
+            .max_concurrent_streams(HTTP2_MAX_STREAMS)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+            .max_send_buf_size(HTTP2_SEND_BUFFER);
         Self {
             deadlines,
             http1,
@@ -138,7 +156,7 @@ impl Driver {
                 let response = response.await;
                 Ok::<_, Infallible>(response.map(|body| TrackedBody {
                     body,
-                    handed: false,
+                    handed_at: None,
                     guard,
                 }))
             }
@@ -173,16 +191,18 @@ impl Driver {
         let send_timeout = self.deadlines.send;
         // How long a connection being closed for idleness may take: to
         // flush (HTTP/1.1), or to answer the PING that follows a GOAWAY
-        // (HTTP/2).
+        // (HTTP/2). A request that arrives meanwhile (HTTP/2 accepts
+        // streams until the PING is answered) is not cut: the connection
+        // ends once it is done, under the send deadline.
         let closing_grace = match protocol {
             Protocol::Http1 => send_timeout,
             Protocol::Http2 => self.deadlines.http2_ping_timeout,
         };
-        // The next time a deadline could have passed; re-armed on every
-        // wake-up from the activity's timestamps.
+        // Wakes at the next time a deadline could have passed; re-armed on
+        // every wake-up from the activity's timestamps.
         let check = tokio::time::sleep(idle_timeout.min(send_timeout));
         let mut check = std::pin::pin!(check);
-        // Set once the connection is being closed: the hard close after it.
+        // Set once the connection is being closed: when it may be dropped.
         let mut closing: Option<tokio::time::Instant> = None;
         let mut draining = false;
         loop {
@@ -195,28 +215,36 @@ impl Driver {
                     return;
                 }
                 () = check.as_mut() => {
-                    if let Some(at) = closing
-                        && tokio::time::Instant::now() >= at
-                    {
+                    let now = tokio::time::Instant::now();
+                    let in_flight = activity.in_flight.load(Ordering::Relaxed);
+                    if closing.is_some_and(|at| now >= at) && in_flight == 0 {
                         tracing::debug!("connection did not close in time; closed");
                         return;
                     }
-                    match activity.expired(protocol, idle_timeout, send_timeout) {
-                        Ok(next) if closing.is_none() => check.as_mut().reset(next.into()),
-                        Ok(_) => check.as_mut().reset(closing.expect("closing")),
+                    let next = match activity.expired(protocol, idle_timeout, send_timeout) {
                         Err(Expired::Send) => {
                             counters.send_timeouts.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!("client stopped reading its response; closed");
+                            tracing::debug!("client stopped reading its responses; closed");
                             return;
                         }
                         Err(Expired::Idle) => {
-                            counters.idle_closed.fetch_add(1, Ordering::Relaxed);
-                            connection.as_mut().graceful_shutdown();
-                            let at = tokio::time::Instant::now() + closing_grace;
-                            closing = Some(at);
-                            check.as_mut().reset(at);
+                            if closing.is_none() {
+                                counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                                connection.as_mut().graceful_shutdown();
+                                closing = Some(now + closing_grace);
+                            }
+                            closing.expect("set above")
                         }
-                    }
+                        Ok(next) => next.into(),
+                    };
+                    let next = match closing {
+                        Some(at) if at > now => next.min(at),
+                        // Past the grace with requests in flight: look
+                        // often for them to end.
+                        Some(_) => next.min(now + Duration::from_secs(1)),
+                        None => next,
+                    };
+                    check.as_mut().reset(next.max(now + Duration::from_millis(1)));
                 }
                 changed = shutdown.changed(), if !draining => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -301,12 +329,14 @@ struct Activity {
     idle_since: AtomicU64,
     /// When bytes last arrived.
     last_read: AtomicU64,
-    /// Response bodies that handed hyper a frame and were not asked for the
-    /// next one yet: hyper is waiting to send (socket full, or HTTP/2 flow
-    /// control window closed).
-    waiting_to_send: AtomicU32,
-    /// When a response body last handed over a frame or was asked for one.
-    last_send_progress: AtomicU64,
+    /// Since when the socket has refused what hyper writes (0: it has
+    /// not): the client is not reading.
+    write_blocked_since: AtomicU64,
+    /// Response bodies that handed hyper a frame it has not sent yet
+    /// (HTTP/2: the stream's flow-control window is closed), as a multiset
+    /// of the times they did so: the oldest is the stream that has waited
+    /// longest.
+    handed: Mutex<BTreeMap<u64, u32>>,
 }
 
 /// Which deadline passed.
@@ -322,8 +352,8 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(now),
             last_read: AtomicU64::new(now),
-            waiting_to_send: AtomicU32::new(0),
-            last_send_progress: AtomicU64::new(now),
+            write_blocked_since: AtomicU64::new(0),
+            handed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -336,10 +366,27 @@ impl Activity {
     ) -> Result<Instant, Expired> {
         let now = now_ms();
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let (deadline, which) = if self.waiting_to_send.load(Ordering::Relaxed) > 0 {
-            let progress = self.last_send_progress.load(Ordering::Relaxed);
-            (progress.saturating_add(millis(send_timeout)), Expired::Send)
-        } else if self.in_flight.load(Ordering::Relaxed) == 0 {
+        // Whatever else goes on: a response not taken for send_timeout.
+        let blocked = self.write_blocked_since.load(Ordering::Relaxed);
+        let oldest_handed = self
+            .handed
+            .lock()
+            .expect("handed lock")
+            .first_key_value()
+            .map(|(since, _)| *since);
+        let stalled = [blocked, oldest_handed.unwrap_or(0)]
+            .into_iter()
+            .filter(|&since| since != 0)
+            .min();
+        let mut next = now.saturating_add(millis(idle_timeout.min(send_timeout)));
+        if let Some(since) = stalled {
+            let deadline = since.saturating_add(millis(send_timeout));
+            if now >= deadline {
+                return Err(Expired::Send);
+            }
+            next = next.min(deadline);
+        }
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
             let idle_since = self.idle_since.load(Ordering::Relaxed);
             // HTTP/1.1: bytes of a next request head count as activity
             // (hyper's header timeout bounds a slow head). HTTP/2: frames
@@ -348,16 +395,52 @@ impl Activity {
                 Protocol::Http1 => idle_since.max(self.last_read.load(Ordering::Relaxed)),
                 Protocol::Http2 => idle_since,
             };
-            (since.saturating_add(millis(idle_timeout)), Expired::Idle)
-        } else {
-            // Busy: the guest's limits bound it; look again later.
-            let next = Instant::now() + idle_timeout.min(send_timeout);
-            return Ok(next);
-        };
-        if now >= deadline {
-            Err(which)
-        } else {
-            Ok(Instant::now() + Duration::from_millis(deadline - now))
+            let deadline = since.saturating_add(millis(idle_timeout));
+            if now >= deadline {
+                return Err(Expired::Idle);
+            }
+            next = next.min(deadline);
+        }
+        Ok(Instant::now() + Duration::from_millis(next - now))
+    }
+
+    /// A response body handed over a frame at `since`.
+    fn handed(&self, since: u64) {
+        *self
+            .handed
+            .lock()
+            .expect("handed lock")
+            .entry(since)
+            .or_insert(0) += 1;
+    }
+
+    /// The frame a body handed over at `since` was taken.
+    fn taken(&self, since: u64) {
+        let mut handed = self.handed.lock().expect("handed lock");
+        if let Some(count) = handed.get_mut(&since) {
+            *count -= 1;
+            if *count == 0 {
+                handed.remove(&since);
+            }
+        }
+    }
+
+    /// What the socket said to a write: blocked since now, or progress.
+    fn wrote<T>(&self, polled: &Poll<io::Result<T>>) {
+        match polled {
+            Poll::Pending => {
+                let _ = self.write_blocked_since.compare_exchange(
+                    0,
+                    now_ms(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Poll::Ready(_) => {
+                if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
+                    self.write_blocked_since.store(0, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -385,20 +468,15 @@ impl Drop for RequestGuard {
 /// what it handed over.
 struct TrackedBody<B> {
     body: B,
-    /// A frame was handed over and the next one not asked for yet.
-    handed: bool,
+    /// When a frame was handed over whose successor was not asked for yet.
+    handed_at: Option<u64>,
     guard: RequestGuard,
 }
 
 impl<B> TrackedBody<B> {
-    fn sent(&mut self) {
-        if self.handed {
-            self.handed = false;
-            let activity = &self.guard.0;
-            activity.waiting_to_send.fetch_sub(1, Ordering::Relaxed);
-            activity
-                .last_send_progress
-                .store(now_ms(), Ordering::Relaxed);
+    fn taken(&mut self) {
+        if let Some(since) = self.handed_at.take() {
+            self.guard.0.taken(since);
         }
     }
 }
@@ -412,17 +490,14 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        this.sent();
+        this.taken();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && frame.is_data()
         {
-            this.handed = true;
-            let activity = &this.guard.0;
-            activity.waiting_to_send.fetch_add(1, Ordering::Relaxed);
-            activity
-                .last_send_progress
-                .store(now_ms(), Ordering::Relaxed);
+            let now = now_ms();
+            this.handed_at = Some(now);
+            this.guard.0.handed(now);
         }
         polled
     }
@@ -438,7 +513,7 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 
 impl<B> Drop for TrackedBody<B> {
     fn drop(&mut self) {
-        self.sent();
+        self.taken();
     }
 }
 
@@ -477,7 +552,9 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -485,7 +562,9 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -493,7 +572,9 @@ impl AsyncWrite for WatchedIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.wrote(&polled);
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
