@@ -6,8 +6,8 @@ of the same measurement without the attack, in one invocation.
     python3 benches/attack.py --duration 5 --runs 1
 
 The node serves examples/hello on CPU 0 (one worker, as in load.py); wrk (64
-connections) and the attackers share CPU 1. Runs alternate: clean, attacked,
-clean, attacked... and medians are reported. The attack is the mix of
+connections) and the attackers share CPU 1. Runs alternate (clean then
+attacked, then attacked then clean, ...) and medians are reported. The attack is the mix of
 issue #8, kept up for the whole run (a connection the node closes is opened
 again at once), from 20 loopback addresses other than wrk's:
 
@@ -148,7 +148,10 @@ def main():
     try:
         time.sleep(1)
         for run in range(args.runs):
-            results["clean"].append(measure(server, args.connections, args.duration, cpu["clean"]))
+            # Alternate which condition goes first, so a drift of the
+            # machine over the session favours neither.
+            if run % 2 == 0:
+                results["clean"].append(measure(server, args.connections, args.duration, cpu["clean"]))
             manager = multiprocessing.Manager()
             ready, stop, shared = manager.Event(), manager.Event(), manager.dict()
             proc = multiprocessing.Process(target=attack, args=(port, ready, stop, shared))
@@ -161,6 +164,8 @@ def main():
             proc.join(timeout=30)
             attack_stats.append(dict(shared))
             manager.shutdown()
+            if run % 2 == 1:
+                results["clean"].append(measure(server, args.connections, args.duration, cpu["clean"]))
     finally:
         server.stop()
 
