@@ -15,6 +15,8 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use outpost_core::{AppSpec, Limits, RequestId, Runtime, RuntimeConfig};
+use outpost_host::Services;
+use outpost_host::fetch::FetchConfig;
 use std::time::{Duration, Instant};
 
 const WARMUP: usize = 2_000;
@@ -27,12 +29,15 @@ fn main() {
         arg("--component").unwrap_or_else(|| outpost_tests::artifacts::HELLO.to_owned());
 
     let cache = tempfile_dir();
-    let runtime = Runtime::new(RuntimeConfig::new(cache.clone())).expect("runtime starts");
+    let services = Services::new(&FetchConfig::default()).expect("services start");
+    let runtime =
+        Runtime::new(RuntimeConfig::new(cache.clone()), services).expect("runtime starts");
     let (app, _) = runtime
         .load_app(&AppSpec {
             name: "hello".into(),
             component: component.clone().into(),
             limits: Limits::default(),
+            outbound: Vec::new(),
         })
         .expect("hello loads");
 

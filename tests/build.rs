@@ -19,6 +19,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "no-response",
             "imports-unknown",
             "hog",
+            "fetcher",
         ],
     ),
 ];

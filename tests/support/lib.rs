@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod origin;
 pub mod raw;
 
 /// Paths of the guest components, one constant per guest crate.

@@ -6,7 +6,7 @@
 use crate::project::Project;
 use crate::serve::{default_cache_dir, shutdown_signal};
 use crate::style::{self, out};
-use outpost_core::{AppSpec, Limits};
+use outpost_core::Limits;
 use outpost_server::{AppConfig, AppManifest, AppTable, Node, NodeConfig, Origin, Served};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,10 +40,8 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir()?);
     config.apps = vec![AppConfig {
-        name: manifest.name.clone(),
         component,
-        routes: manifest.routes.clone(),
-        limits: manifest.limits.clone(),
+        manifest: manifest.clone(),
     }];
     let node = Node::start(config, 1)?;
     // The same first line as `outpost serve`: scripts wait for it.
@@ -121,12 +119,7 @@ impl Reloader {
     fn rebuild(&mut self) -> anyhow::Result<()> {
         let manifest: AppManifest = self.project.manifest(&Limits::node_maxima())?;
         let component = self.project.build()?;
-        let spec = AppSpec {
-            name: manifest.name.clone(),
-            component,
-            limits: manifest.limits.clone(),
-        };
-        let (app, _) = self.runtime.load_app(&spec)?;
+        let (app, _) = self.runtime.load_app(&manifest.spec(component))?;
         let served = Served {
             app,
             routes: manifest.routes,

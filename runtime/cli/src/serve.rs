@@ -1,6 +1,7 @@
 //! `outpost serve`: the node daemon.
 
 use crate::style::out;
+use outpost_host::fetch::{OutboundRule, PrivateAllowance};
 use outpost_server::{Node, NodeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,22 @@ pub(crate) struct ServeArgs {
     /// config. [default: $XDG_CACHE_HOME/outpost or ~/.cache/outpost]
     #[arg(long, env = "OUTPOST_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Lets the component send requests to this origin
+    /// (`scheme://host[:port]`, `*.` for subdomains, `:*` for any port);
+    /// repeatable. Apps in a config say it with `allowed_outbound_hosts`.
+    #[arg(long, value_name = "URL", value_parser = OutboundRule::parse, conflicts_with = "config")]
+    allow_outbound: Vec<OutboundRule>,
+
+    /// Lets outbound requests reach this private range (CIDR, e.g.
+    /// 127.0.0.0/8); repeatable. A config says it with
+    /// `[outbound] allow_private`.
+    #[arg(long, value_name = "CIDR", value_parser = parse_range, conflicts_with = "config")]
+    allow_private: Vec<PrivateAllowance>,
+}
+
+fn parse_range(range: &str) -> Result<PrivateAllowance, String> {
+    PrivateAllowance::parse(&[range])
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -42,11 +59,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => default_cache_dir()?,
     };
     let mut config = match (&args.component, &args.config) {
-        (Some(component), _) => NodeConfig::single(
-            component.clone(),
-            outpost_server::DEFAULT_LISTEN_ADDR,
-            cache_dir,
-        ),
+        (Some(component), _) => {
+            let mut config = NodeConfig::single(
+                component.clone(),
+                outpost_server::DEFAULT_LISTEN_ADDR,
+                cache_dir,
+            );
+            config.apps[0].manifest.outbound = args.allow_outbound;
+            for range in args.allow_private {
+                config.outbound.allow_private.extend(range);
+            }
+            config
+        }
         (None, Some(path)) => {
             let mut config = NodeConfig::load(path, cache_dir)?;
             if let Some(dir) = args.cache_dir {

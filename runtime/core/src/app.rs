@@ -1,5 +1,4 @@
 use crate::cpu::Metered;
-use crate::escape::printable_capped;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
 use crate::limits::LimitedBody;
 use crate::state::{MAX_RESOURCES, RequestState};
@@ -7,6 +6,8 @@ use crate::tail::{RequestSummary, Tail};
 use crate::{Failure, Limits, LoadError, RequestId};
 use bytes::Bytes;
 use http_body::Body;
+use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
+use outpost_host::printable_capped;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +60,8 @@ struct AppInner {
     /// Set when `pre` is filled on first use instead of at load.
     loader: Option<Loader>,
     limits: Limits,
+    /// Where and how its guests may fetch, shared by its requests.
+    fetch: (Arc<FetchService>, Arc<FetchPolicy>),
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -84,6 +87,7 @@ impl App {
         name: &str,
         code: Result<ProxyPre<RequestState>, Loader>,
         limits: Limits,
+        fetch: (Arc<FetchService>, Arc<FetchPolicy>),
         pool: InstancePool,
         tail: Tail,
     ) -> Self {
@@ -98,6 +102,7 @@ impl App {
                 loader,
                 slots: Slots::new(pool, limits.instances),
                 limits,
+                fetch,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -384,6 +389,11 @@ impl AppInner {
             &self.tail,
             self.limits.memory,
             self.limits.cpu_time,
+            FetchCtx::new(
+                self.fetch.0.clone(),
+                self.fetch.1.clone(),
+                self.name.clone(),
+            ),
         );
         let pre = self
             .pre

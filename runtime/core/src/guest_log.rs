@@ -2,9 +2,9 @@
 //! request id.
 
 use crate::RequestId;
-use crate::escape::printable;
 use crate::tail::Tail;
 use bytes::Bytes;
+use outpost_host::printable;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;

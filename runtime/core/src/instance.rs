@@ -165,6 +165,7 @@ impl Instance {
     pub(crate) fn begin(&mut self, request_id: RequestId, precise_cpu: bool) {
         let state = self.store.data_mut();
         state.output.begin(request_id);
+        state.fetch.begin(request_id);
         state.cpu.reset(precise_cpu);
         state.memory.hit = false;
         self.store.set_epoch_deadline(1);

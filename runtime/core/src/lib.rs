@@ -10,24 +10,21 @@
 
 mod app;
 mod cpu;
-mod escape;
 mod failure;
 mod guest_log;
 mod instance;
 mod limits;
 mod precompile;
-mod request_id;
 mod runtime;
 mod state;
 mod tail;
 
 pub use app::{App, AppStats, ResponseBody};
-pub use escape::{printable, printable_capped};
 pub use failure::{Failure, LoadError};
 pub use instance::Saturated;
 pub use limits::Limits;
+pub use outpost_host::{RequestId, printable, printable_capped};
 pub use precompile::Provenance;
-pub use request_id::RequestId;
 pub use runtime::{
     AppSpec, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
     MAX_TABLES_PER_COMPONENT, Runtime, RuntimeConfig,

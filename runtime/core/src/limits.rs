@@ -1,5 +1,6 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use outpost_host::fetch::FetchLimits;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct Limits {
     /// Instances of the app alive at once (serving, warm or being torn
     /// down): one app cannot take the whole pool.
     pub instances: u32,
+    /// What the app's outbound requests may do.
+    pub fetch: FetchLimits,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             memory: 128 << 20,
             request_body: 16 << 20,
             instances: 250,
+            fetch: FetchLimits::default(),
         }
     }
 }
@@ -47,6 +51,7 @@ impl Limits {
             memory: 1 << 30,
             request_body: 128 << 20,
             instances: 250,
+            fetch: FetchLimits::node_maxima(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Limits {
             memory: u64::MAX,
             request_body: u64::MAX,
             instances: u32::MAX,
+            fetch: FetchLimits::unbounded(),
         }
     }
 
@@ -73,6 +79,7 @@ impl Limits {
             // How many instances one app may hold is the operator's call,
             // not the author's: an app gets the node's per-app maximum.
             instances: maxima.instances,
+            fetch: FetchLimits::defaults_within(&maxima.fetch),
         }
     }
 }

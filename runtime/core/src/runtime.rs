@@ -4,6 +4,8 @@ use crate::precompile::{PrecompileCache, Provenance};
 use crate::state::RequestState;
 use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
+use outpost_host::Services;
+use outpost_host::fetch::{FetchPolicy, OutboundRule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +83,8 @@ pub struct AppSpec {
     pub component: PathBuf,
     /// Per-request limits.
     pub limits: Limits,
+    /// Where its handlers may send requests (`allowed_outbound_hosts`).
+    pub outbound: Vec<OutboundRule>,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -89,6 +93,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     pool: InstancePool,
     tails: Tails,
+    services: Services,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -101,8 +106,9 @@ struct Shared {
 }
 
 impl Runtime {
-    /// Builds the engine and starts the epoch ticker.
-    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+    /// Builds the engine and starts the epoch ticker. Apps reach the
+    /// node's host `services` through their policies.
+    pub fn new(config: RuntimeConfig, services: Services) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|err| anyhow::anyhow!("cannot create the wasmtime engine: {err:#}"))?;
         let mut linker = Linker::new(&engine);
@@ -122,6 +128,7 @@ impl Runtime {
             }),
             pool: InstancePool::new(config.max_instances as usize, config.instance_wait),
             tails: Tails::default(),
+            services,
             config,
             ticker_stop,
         })
@@ -143,6 +150,13 @@ impl Runtime {
         limits.memory = limits.memory.min(self.config.max_memory);
         let pool = self.pool.clone();
         let tail = self.tails.of(&spec.name);
+        let fetch = (
+            self.services.fetch.clone(),
+            Arc::new(FetchPolicy {
+                allowed: spec.outbound.clone(),
+                limits: limits.fetch.clone(),
+            }),
+        );
 
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
@@ -154,7 +168,7 @@ impl Runtime {
                     .load_artifact(&shared.engine, &path, &artifact)?;
                 shared.link(&path, &component)
             });
-            let app = App::new(&spec.name, Err(loader), limits, pool, tail);
+            let app = App::new(&spec.name, Err(loader), limits, fetch, pool, tail);
             return Ok((app, Provenance::Deferred));
         }
         let (component, provenance) =
@@ -163,7 +177,7 @@ impl Runtime {
                 .load(&self.shared.engine, path, &bytes, &artifact)?;
         let pre = self.shared.link(path, &component)?;
         Ok((
-            App::new(&spec.name, Ok(pre), limits, pool, tail),
+            App::new(&spec.name, Ok(pre), limits, fetch, pool, tail),
             provenance,
         ))
     }

@@ -1,11 +1,13 @@
 //! What a Store holds for one request: the WASI and wasi:http contexts, the
-//! resource table, the memory limiter and the CPU meter, and the bounds on
-//! what a guest can make the host allocate.
+//! resource table, the memory limiter and the CPU meter, the bounds on what
+//! a guest can make the host allocate, and the request's view of each host
+//! service (outbound fetch is wasi:http's hooks).
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestOutput};
 use crate::limits::MemoryLimiter;
 use crate::tail::Tail;
+use outpost_host::fetch::FetchCtx;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
@@ -31,7 +33,7 @@ pub(crate) struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    outbound: NoOutbound,
+    pub(crate) fetch: FetchCtx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_budget: Duration,
@@ -39,7 +41,13 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub(crate) fn new(app: &Arc<str>, tail: &Tail, memory: u64, cpu_budget: Duration) -> Self {
+    pub(crate) fn new(
+        app: &Arc<str>,
+        tail: &Tail,
+        memory: u64,
+        cpu_budget: Duration,
+        fetch: FetchCtx,
+    ) -> Self {
         let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
         // closed, every socket address denied, no name lookup. TCP and UDP
@@ -69,7 +77,7 @@ impl RequestState {
             wasi,
             http,
             table,
-            outbound: NoOutbound,
+            fetch,
             memory: MemoryLimiter::new(memory),
             cpu: Arc::new(CpuMeter::default()),
             cpu_budget,
@@ -92,33 +100,7 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut self.fetch,
         }
-    }
-}
-
-/// Outbound `wasi:http/outgoing-handler` requests are refused until the
-/// policy-checked upstream fetch exists: no guest reaches the network by
-/// default.
-struct NoOutbound;
-
-impl wasmtime_wasi_http::WasiHttpHooks for NoOutbound {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

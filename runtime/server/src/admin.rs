@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use outpost_core::{AppSpec, Limits, Runtime};
+use outpost_core::{Limits, Runtime};
 use outpost_store::{AppStore, Staging, StoreError, Version};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -739,11 +739,13 @@ fn load_version(
                 format!("stored manifest: {err}"),
             )
         })?;
-    let spec = AppSpec {
-        name: app.to_owned(),
-        component: blob.to_owned(),
-        limits: manifest.limits,
-    };
+    if manifest.name != app {
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the stored manifest names app {:?}", manifest.name),
+        ));
+    }
+    let spec = manifest.spec(blob.to_owned());
     let (loaded, _) = runtime
         .load_app(&spec)
         .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;

@@ -1,8 +1,12 @@
 //! The operator's `node.toml`: parsed into validated types, with errors that
 //! name the file, the line and the key.
 
+use crate::manifest::{AppManifest, RawApp};
 use crate::router::Route;
-use outpost_core::{Limits, RuntimeConfig};
+use outpost_core::{AppSpec, Limits, RuntimeConfig};
+use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +22,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Deadlines and caps of client connections and request bodies.
     pub http: HttpConfig,
+    /// Outbound requests: private ranges, trusted CAs, the pool.
+    pub outbound: FetchConfig,
     /// Settings of the process-wide runtime.
     pub runtime: RuntimeConfig,
     /// The most an app may ask for: a manifest above one is refused.
@@ -157,17 +163,21 @@ const DEFAULT_MAX_UPLOAD_MIB: u64 = 64;
 /// Default `admin.max_connections`.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 
-/// One app of a node.
+/// One app of a node: its component and the same sections a manifest has
+/// (its name is the key under `[apps]`).
 #[derive(Clone, Debug)]
 pub struct AppConfig {
-    /// Its name (the key under `[apps]`).
-    pub name: String,
     /// The component file, absolute or relative to the working directory.
     pub component: PathBuf,
-    /// Which requests it serves.
-    pub routes: Vec<Route>,
-    /// Its per-request limits.
-    pub limits: Limits,
+    /// Its name, routes, limits and policies.
+    pub manifest: AppManifest,
+}
+
+impl AppConfig {
+    /// What the runtime loads for this app.
+    pub fn spec(&self) -> AppSpec {
+        self.manifest.spec(self.component.clone())
+    }
 }
 
 /// The default listen address of `outpost serve`.
@@ -186,12 +196,16 @@ impl NodeConfig {
         Self {
             listen,
             http: HttpConfig::default(),
+            outbound: FetchConfig::default(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
-                name,
                 component,
-                routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
-                limits: Limits::defaults_within(&maxima),
+                manifest: AppManifest {
+                    name,
+                    routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
+                    limits: Limits::defaults_within(&maxima),
+                    outbound: Vec::new(),
+                },
             }],
             maxima,
             admin: None,
@@ -284,6 +298,11 @@ impl NodeConfig {
             maxima.request_body = max.saturating_mul(1024);
         }
         runtime.max_memory = maxima.memory;
+        let outbound = raw
+            .outbound
+            .map(|outbound| outbound.validate(base, &mut maxima.fetch, &at))
+            .transpose()?
+            .unwrap_or_default();
         let http = raw
             .http
             .map(|http| http.validate(&at))
@@ -304,49 +323,64 @@ impl NodeConfig {
             });
         }
         let mut apps = Vec::with_capacity(raw.apps.len());
-        for (name, app) in raw.apps {
-            let key = |field: &str| format!("apps.{name}.{field}");
-            let component = base.join(app.component.get_ref());
-            if !component.is_file() {
-                return Err(at(
-                    app.component.span(),
-                    key("component"),
-                    format!(
-                        "no such file {} (paths are relative to the config file)",
-                        component.display()
-                    ),
-                ));
+        for (name, mut app) in raw.apps {
+            let prefix = format!("apps.{name}.");
+            for (field, span) in [
+                ("schema", app.schema.take().map(|s| s.span())),
+                ("name", app.name.take().map(|s| s.span())),
+            ] {
+                if let Some(span) = span {
+                    return Err(at(
+                        span,
+                        format!("{prefix}{field}"),
+                        format!(
+                            "is for manifests (outpost.toml); an app here is named by its table, [apps.{name}]"
+                        ),
+                    ));
+                }
             }
-            if app.routes.is_empty() {
+            let Some(component) = app.component.take() else {
                 return Err(ConfigError {
                     file: path.to_owned(),
                     line: None,
-                    key: Some(key("routes")),
-                    message: "missing; give at least one route, e.g. routes = [\"/\"]".into(),
+                    key: Some(format!("{prefix}component")),
+                    message: "missing; give the app's .wasm file, e.g. component = \"hello.wasm\""
+                        .into(),
                 });
-            }
-            let mut routes = Vec::with_capacity(app.routes.len());
-            for route in &app.routes {
-                routes.push(
-                    Route::parse(route.get_ref())
-                        .map_err(|message| at(route.span(), key("routes"), message))?,
-                );
-            }
-            let limits = match app.limits {
-                Some(limits) => limits.validate(&format!("apps.{name}.limits"), &maxima, &at)?,
-                None => Limits::defaults_within(&maxima),
             };
+            let component_path = base.join(component.get_ref());
+            if !component_path.is_file() {
+                return Err(at(
+                    component.span(),
+                    format!("{prefix}component"),
+                    format!(
+                        "no such file {} (paths are relative to the config file)",
+                        component_path.display()
+                    ),
+                ));
+            }
+            outpost_store::check_app_name(&name).map_err(|err| ConfigError {
+                file: path.to_owned(),
+                line: None,
+                key: Some(format!("apps.{name}")),
+                message: err.to_string(),
+            })?;
+            let sections = app.sections(&prefix, &maxima, &at, || path.to_owned())?;
             apps.push(AppConfig {
-                name,
-                component,
-                routes,
-                limits,
+                component: component_path,
+                manifest: AppManifest {
+                    name,
+                    routes: sections.routes,
+                    limits: sections.limits,
+                    outbound: sections.outbound,
+                },
             });
         }
         check_duplicate_routes(path, &apps)?;
         Ok(Self {
             listen,
             http,
+            outbound,
             runtime,
             maxima,
             apps,
@@ -357,7 +391,7 @@ impl NodeConfig {
 
 fn check_duplicate_routes(path: &Path, apps: &[AppConfig]) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-    for app in apps {
+    for app in apps.iter().map(|app| &app.manifest) {
         for route in &app.routes {
             if let Some(other) = seen.insert(route.to_string(), &app.name) {
                 return Err(ConfigError {
@@ -437,12 +471,140 @@ struct RawNode {
     /// The largest `limits.request_body_kib` of an app.
     max_request_body_kib: Option<Spanned<u64>>,
     http: Option<RawHttp>,
+    outbound: Option<RawOutbound>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
     lazy_load: bool,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
     admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    #[serde(default)]
+    allow_private: Vec<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    dns_timeout_ms: Option<Spanned<u64>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
+    max_idle_per_origin: Option<Spanned<u64>>,
+    max_connections_per_origin: Option<Spanned<u64>>,
+    max_connect_timeout_ms: Option<Spanned<u64>>,
+    max_first_byte_timeout_ms: Option<Spanned<u64>>,
+    max_between_bytes_timeout_ms: Option<Spanned<u64>>,
+    max_subrequests: Option<Spanned<u64>>,
+    max_subrequest_concurrency: Option<Spanned<u64>>,
+    max_outbound_body_mib: Option<Spanned<u64>>,
+}
+
+impl RawOutbound {
+    /// The node's outbound settings; the per-app maxima go into `maxima`.
+    fn validate(
+        self,
+        base: &Path,
+        maxima: &mut FetchLimits,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<FetchConfig, ConfigError> {
+        let mut config = FetchConfig::default();
+        for range in &self.allow_private {
+            let allowance = PrivateAllowance::parse(&[range.get_ref()])
+                .map_err(|message| at(range.span(), "outbound.allow_private".into(), message))?;
+            config.allow_private.extend(allowance);
+        }
+        if let Some(ca_file) = &self.ca_file {
+            let path = base.join(ca_file.get_ref());
+            config.extra_roots = read_ca_file(&path)
+                .map_err(|message| at(ca_file.span(), "outbound.ca_file".into(), message))?;
+        }
+        for (value, key, into) in [
+            (
+                &self.dns_timeout_ms,
+                "dns_timeout_ms",
+                &mut config.dns_timeout,
+            ),
+            (
+                &self.idle_timeout_ms,
+                "idle_timeout_ms",
+                &mut config.idle_timeout,
+            ),
+            (
+                &self.max_connect_timeout_ms,
+                "max_connect_timeout_ms",
+                &mut maxima.connect_timeout,
+            ),
+            (
+                &self.max_first_byte_timeout_ms,
+                "max_first_byte_timeout_ms",
+                &mut maxima.first_byte_timeout,
+            ),
+            (
+                &self.max_between_bytes_timeout_ms,
+                "max_between_bytes_timeout_ms",
+                &mut maxima.between_bytes_timeout,
+            ),
+        ] {
+            if let Some(ms) = positive(value, &format!("outbound.{key}"), at)? {
+                *into = Duration::from_millis(ms);
+            }
+        }
+        for (value, key, into) in [
+            (
+                &self.max_idle_per_origin,
+                "max_idle_per_origin",
+                &mut config.max_idle_per_origin,
+            ),
+            (
+                &self.max_connections_per_origin,
+                "max_connections_per_origin",
+                &mut config.max_connections_per_origin,
+            ),
+        ] {
+            if let Some(n) = positive(value, &format!("outbound.{key}"), at)? {
+                *into = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+        }
+        for (value, key, into) in [
+            (
+                &self.max_subrequests,
+                "max_subrequests",
+                &mut maxima.subrequests,
+            ),
+            (
+                &self.max_subrequest_concurrency,
+                "max_subrequest_concurrency",
+                &mut maxima.concurrency,
+            ),
+        ] {
+            if let Some(n) = positive(value, &format!("outbound.{key}"), at)? {
+                *into = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        }
+        if let Some(mib) = positive(
+            &self.max_outbound_body_mib,
+            "outbound.max_outbound_body_mib",
+            at,
+        )? {
+            maxima.response_body = mib.saturating_mul(1 << 20);
+        }
+        Ok(config)
+    }
+}
+
+/// The certificates of a PEM file, for `outbound.ca_file`.
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem =
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("{} is not a PEM certificate file: {err}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certificates)
 }
 
 #[derive(Deserialize)]
@@ -664,21 +826,18 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawApp {
-    component: Spanned<String>,
-    #[serde(default)]
-    routes: Vec<Spanned<String>>,
-    limits: Option<RawLimits>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     cpu_ms: Option<Spanned<u64>>,
     wall_ms: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<u64>>,
     request_body_kib: Option<Spanned<u64>>,
     instances: Option<Spanned<u64>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+    first_byte_timeout_ms: Option<Spanned<u64>>,
+    between_bytes_timeout_ms: Option<Spanned<u64>>,
+    subrequests: Option<Spanned<u64>>,
+    subrequest_concurrency: Option<Spanned<u64>>,
+    outbound_body_mib: Option<Spanned<u64>>,
 }
 
 impl RawLimits {
@@ -770,6 +929,66 @@ impl RawLimits {
         )? {
             limits.instances = u32::try_from(n).expect("at most a u32 maximum");
         }
+        let fetch = &mut limits.fetch;
+        for (value, field, max, node_key, into) in [
+            (
+                &self.connect_timeout_ms,
+                "connect_timeout_ms",
+                maxima.fetch.connect_timeout,
+                "outbound.max_connect_timeout_ms",
+                &mut fetch.connect_timeout,
+            ),
+            (
+                &self.first_byte_timeout_ms,
+                "first_byte_timeout_ms",
+                maxima.fetch.first_byte_timeout,
+                "outbound.max_first_byte_timeout_ms",
+                &mut fetch.first_byte_timeout,
+            ),
+            (
+                &self.between_bytes_timeout_ms,
+                "between_bytes_timeout_ms",
+                maxima.fetch.between_bytes_timeout,
+                "outbound.max_between_bytes_timeout_ms",
+                &mut fetch.between_bytes_timeout,
+            ),
+        ] {
+            if let Some(ms) = within(value, field, " ms", millis(max), node_key, false)? {
+                *into = Duration::from_millis(ms);
+            }
+        }
+        for (value, field, max, node_key, zero_ok, into) in [
+            (
+                &self.subrequests,
+                "subrequests",
+                maxima.fetch.subrequests,
+                "outbound.max_subrequests",
+                true,
+                &mut fetch.subrequests,
+            ),
+            (
+                &self.subrequest_concurrency,
+                "subrequest_concurrency",
+                maxima.fetch.concurrency,
+                "outbound.max_subrequest_concurrency",
+                false,
+                &mut fetch.concurrency,
+            ),
+        ] {
+            if let Some(n) = within(value, field, "", u64::from(max), node_key, zero_ok)? {
+                *into = u32::try_from(n).expect("at most a u32 maximum");
+            }
+        }
+        if let Some(mib) = within(
+            &self.outbound_body_mib,
+            "outbound_body_mib",
+            " MiB",
+            maxima.fetch.response_body >> 20,
+            "outbound.max_outbound_body_mib",
+            false,
+        )? {
+            fetch.response_body = mib << 20;
+        }
         Ok(limits)
     }
 }
@@ -797,7 +1016,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen.port(), 0);
-        let app = &config.apps[0];
+        let app = &config.apps[0].manifest;
         assert_eq!(app.name, "api");
         assert_eq!(app.routes.len(), 2);
         assert_eq!(app.limits.cpu_time, Duration::from_millis(20));
@@ -914,8 +1133,11 @@ mod tests {
         // An app that sets nothing gets the defaults within the maxima: a
         // quarter of the pool, and no more CPU than the node allows.
         assert_eq!(config.maxima.instances, 25);
-        assert_eq!(config.apps[0].limits.instances, 25);
-        assert_eq!(config.apps[0].limits.cpu_time, Duration::from_millis(50));
+        assert_eq!(config.apps[0].manifest.limits.instances, 25);
+        assert_eq!(
+            config.apps[0].manifest.limits.cpu_time,
+            Duration::from_millis(50)
+        );
 
         let err = parse(
             "[http]\nheader_timeout_ms = 0\n[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n",

@@ -6,14 +6,20 @@
 //! schema = 1
 //! name = "hello"
 //! routes = ["/", "api.example.com/v1"]
+//! allowed_outbound_hosts = ["https://api.example.com"]
 //!
 //! [limits]
 //! cpu_ms = 50
 //! ```
+//!
+//! An app in the node's node.toml (`[apps.NAME]`) takes the same sections,
+//! read by the same code ([`RawApp`]), so operators and handler authors
+//! write the same keys.
 
 use crate::config::{ConfigError, RawLimits, line_of};
 use crate::router::Route;
-use outpost_core::Limits;
+use outpost_core::{AppSpec, Limits};
+use outpost_host::fetch::OutboundRule;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -34,7 +40,14 @@ pub struct AppManifest {
     pub routes: Vec<Route>,
     /// Its per-request limits.
     pub limits: Limits,
+    /// Where its handlers may send requests; empty: nowhere.
+    pub outbound: Vec<OutboundRule>,
 }
+
+/// The keys a manifest names in parse errors.
+const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [limits] cpu_ms, wall_ms, memory_mib, \
+     request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
+     between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
 impl AppManifest {
     /// Reads and validates `DIR/outpost.toml` against a node's maxima.
@@ -64,14 +77,11 @@ impl AppManifest {
             key: Some(key),
             message,
         };
-        let raw: RawManifest = toml::from_str(source).map_err(|err| ConfigError {
+        let mut raw: RawApp = toml::from_str(source).map_err(|err| ConfigError {
             file: file(),
             line: err.span().map(|span| line_of(source, span.start)),
             key: None,
-            message: format!(
-                "{} (keys of schema {SCHEMA}: schema, name, routes, [limits] cpu_ms, wall_ms, memory_mib, request_body_kib, instances)",
-                err.message().trim()
-            ),
+            message: format!("{} (keys of schema {SCHEMA}: {KEYS})", err.message().trim()),
         })?;
         match &raw.schema {
             None => {
@@ -94,7 +104,7 @@ impl AppManifest {
             }
             Some(_) => {}
         }
-        let Some(name) = raw.name else {
+        let Some(name) = raw.name.take() else {
             return Err(ConfigError {
                 file: file(),
                 line: None,
@@ -104,41 +114,100 @@ impl AppManifest {
         };
         outpost_store::check_app_name(name.get_ref())
             .map_err(|err| at(name.span(), "name".into(), err.to_string()))?;
-        if raw.routes.is_empty() {
-            return Err(ConfigError {
-                file: file(),
-                line: None,
-                key: Some("routes".into()),
-                message: "missing; give at least one route, e.g. routes = [\"/\"]".into(),
-            });
+        if let Some(component) = &raw.component {
+            return Err(at(
+                component.span(),
+                "component".into(),
+                "is for apps in node.toml; `outpost build` makes a project's component".into(),
+            ));
         }
-        let mut routes = Vec::with_capacity(raw.routes.len());
-        for route in &raw.routes {
-            routes.push(
-                Route::parse(route.get_ref())
-                    .map_err(|message| at(route.span(), "routes".into(), message))?,
-            );
-        }
-        let limits = match raw.limits {
-            Some(limits) => limits.validate("limits", maxima, &at)?,
-            None => Limits::defaults_within(maxima),
-        };
+        let sections = raw.sections("", maxima, &at, file)?;
         Ok(Self {
             name: name.into_inner(),
-            routes,
-            limits,
+            routes: sections.routes,
+            limits: sections.limits,
+            outbound: sections.outbound,
         })
+    }
+
+    /// What the runtime loads for this app, with `component` as its code.
+    pub fn spec(&self, component: PathBuf) -> AppSpec {
+        AppSpec {
+            name: self.name.clone(),
+            component,
+            limits: self.limits.clone(),
+            outbound: self.outbound.clone(),
+        }
     }
 }
 
+/// An app's sections as written, in a manifest or under `[apps.NAME]` in
+/// node.toml. `schema` and `name` belong to manifests, `component` to
+/// node.toml; each reader refuses the other's.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawManifest {
-    schema: Option<Spanned<u32>>,
-    name: Option<Spanned<String>>,
+pub(crate) struct RawApp {
+    pub(crate) schema: Option<Spanned<u32>>,
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) component: Option<Spanned<String>>,
     #[serde(default)]
     routes: Vec<Spanned<String>>,
     limits: Option<RawLimits>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+}
+
+/// The validated sections every app has.
+pub(crate) struct AppSections {
+    pub(crate) routes: Vec<Route>,
+    pub(crate) limits: Limits,
+    pub(crate) outbound: Vec<OutboundRule>,
+}
+
+impl RawApp {
+    /// Validates routes, limits (against the node's `maxima`) and the
+    /// outbound allowlist. `prefix` is the app's table in errors
+    /// (`apps.NAME.`, or nothing in a manifest).
+    pub(crate) fn sections(
+        self,
+        prefix: &str,
+        maxima: &Limits,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+        file: impl Fn() -> PathBuf,
+    ) -> Result<AppSections, ConfigError> {
+        let key = |field: &str| format!("{prefix}{field}");
+        if self.routes.is_empty() {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("routes")),
+                message: "missing; give at least one route, e.g. routes = [\"/\"]".into(),
+            });
+        }
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for route in &self.routes {
+            routes.push(
+                Route::parse(route.get_ref())
+                    .map_err(|message| at(route.span(), key("routes"), message))?,
+            );
+        }
+        let limits = match self.limits {
+            Some(limits) => limits.validate(&key("limits"), maxima, at)?,
+            None => Limits::defaults_within(maxima),
+        };
+        let mut outbound = Vec::with_capacity(self.allowed_outbound_hosts.len());
+        for rule in &self.allowed_outbound_hosts {
+            outbound.push(
+                OutboundRule::parse(rule.get_ref())
+                    .map_err(|message| at(rule.span(), key("allowed_outbound_hosts"), message))?,
+            );
+        }
+        Ok(AppSections {
+            routes,
+            limits,
+            outbound,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@ use crate::config::NodeConfig;
 use crate::front::{self, Front};
 use crate::table::{AppTable, Origin, Served};
 use anyhow::Context as _;
-use outpost_core::{AppSpec, Provenance, Runtime};
+use outpost_core::{Provenance, Runtime};
+use outpost_host::Services;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -29,16 +30,12 @@ impl Node {
     /// precompiled cache lacks) and binds one listener per worker. Any bad app
     /// fails the whole start: a node never serves half its config.
     pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
-        let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
+        let services = Services::new(&config.outbound).map_err(|err| anyhow::anyhow!(err))?;
+        let runtime = Arc::new(Runtime::new(config.runtime.clone(), services)?);
         let mut apps = Vec::with_capacity(config.apps.len());
         for app_config in &config.apps {
             let started = Instant::now();
-            let spec = AppSpec {
-                name: app_config.name.clone(),
-                component: app_config.component.clone(),
-                limits: app_config.limits.clone(),
-            };
-            let (app, provenance) = runtime.load_app(&spec)?;
+            let (app, provenance) = runtime.load_app(&app_config.spec())?;
             let how = match provenance {
                 Provenance::Compiled => "compiled",
                 Provenance::Cached => "loaded from the precompiled cache",
@@ -46,13 +43,13 @@ impl Node {
             };
             tracing::info!(
                 "app {}: {} {how} in {} ms",
-                app_config.name,
+                app_config.manifest.name,
                 app_config.component.display(),
                 started.elapsed().as_millis()
             );
             apps.push(Served {
                 app,
-                routes: app_config.routes.clone(),
+                routes: app_config.manifest.routes.clone(),
                 version: None,
                 origin: Origin::Config,
             });

@@ -20,11 +20,13 @@ impl RequestId {
         Self(scramble(base.wrapping_add(n)))
     }
 
-    pub(crate) fn as_u64(self) -> u64 {
+    /// The id as a number, to keep in an atomic.
+    pub fn as_u64(self) -> u64 {
         self.0
     }
 
-    pub(crate) fn from_u64(id: u64) -> Self {
+    /// The id [`RequestId::as_u64`] gave.
+    pub fn from_u64(id: u64) -> Self {
         Self(id)
     }
 }

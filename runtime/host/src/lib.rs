@@ -1,0 +1,36 @@
+//! Outpost's host services: what a handler reaches through the host.
+//!
+//! Each service has the same parts (ARCHITECTURE.md §4): a node-wide
+//! service built once at start from node.toml, a per-app policy resolved
+//! when the app is loaded (never parsed on the request path), and a
+//! per-request context in the Store. Upstream fetch ([`fetch`]) is the
+//! first; the cache, rate limits, JWT and KV follow its shape.
+//!
+//! The crate sits below `outpost-core`: core puts the contexts in each
+//! request's Store, the server builds the services and the edge phase uses
+//! them before any instance exists.
+
+mod escape;
+pub mod fetch;
+mod request_id;
+
+pub use escape::{printable, printable_capped};
+pub use request_id::RequestId;
+
+use std::sync::Arc;
+
+/// The node's host services, built once at start and shared by every app.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Upstream fetch.
+    pub fetch: Arc<fetch::FetchService>,
+}
+
+impl Services {
+    /// Services as `config` sets them up.
+    pub fn new(fetch: &fetch::FetchConfig) -> Result<Self, String> {
+        Ok(Self {
+            fetch: Arc::new(fetch::FetchService::new(fetch)?),
+        })
+    }
+}
