@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use outpost_core::{AppSpec, Limits, RequestId, Runtime, RuntimeConfig};
+use outpost_core::{AppSpec, Limits, RequestMeta, Runtime, RuntimeConfig};
 use outpost_host::Services;
 use outpost_host::fetch::FetchConfig;
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ fn main() {
             component: component.clone().into(),
             limits: Limits::default(),
             outbound: Vec::new(),
+            backends: Vec::new(),
         })
         .expect("hello loads");
 
@@ -54,7 +55,7 @@ fn main() {
                 .unwrap();
             let started = Instant::now();
             let response = app
-                .handle(request, RequestId::next())
+                .handle(request, RequestMeta::local())
                 .await
                 .expect("hello answers");
             let body = response

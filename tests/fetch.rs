@@ -384,3 +384,111 @@ fn bad_outbound_config_names_file_line_and_key() {
         assert!(output.contains(expected), "{output}");
     }
 }
+
+const TOKEN: &str = "op_fetch_test_token";
+
+/// The admin API section with a read token, for `/v1/stats`.
+fn admin_section() -> String {
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+         [[admin.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        outpost_store::sha256_hex(TOKEN.as_bytes())
+    )
+}
+
+fn stats(node: &Outpost) -> serde_json::Value {
+    let request = http::Request::get(node.admin_url("/v1/stats"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let reply = block_on(HttpClient::http1().send(request)).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+/// The states of backend `users`' endpoints, from `/v1/stats`.
+fn endpoint_states(node: &Outpost) -> Vec<String> {
+    stats(node)["apps"][0]["backends"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|endpoint| endpoint["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn backends_balance_retry_eject_and_rejoin() {
+    let mut origins: Vec<Option<Origin>> = (0..3).map(|_| Some(Origin::http())).collect();
+    let addrs: Vec<_> = origins.iter().map(|o| o.as_ref().unwrap().addr()).collect();
+    let endpoints: Vec<String> = addrs.iter().map(|addr| format!("http://{addr}")).collect();
+    let backend = format!(
+        "[apps.f.limits]\nsubrequests = 1000\n\
+         [apps.f.backends.users]\nendpoints = {endpoints:?}\n\
+         [apps.f.backends.users.health]\npath = \"/healthz\"\ninterval_ms = 100\nrise = 2\nfall = 2\n"
+    );
+    let (node, _dir) = start(&format!("{LOOPBACK_OPEN}{}", admin_section()), &backend);
+    let users = "url=http://users.backend.internal/hello";
+
+    // Round-robin: 60 requests, 20 each.
+    let reply = fetch(&node, &format!("{users}&n=60"));
+    assert_eq!(reply.text(), "ok 60");
+    let hellos: Vec<usize> = origins
+        .iter()
+        .map(|o| o.as_ref().unwrap().hellos())
+        .collect();
+    assert_eq!(hellos, vec![20, 20, 20]);
+    assert_eq!(endpoint_states(&node), vec!["up", "up", "up"]);
+
+    // One endpoint dies: not one idempotent request fails.
+    origins[1] = None;
+    for _ in 0..40 {
+        let reply = fetch(&node, users);
+        assert_eq!(reply.text(), "hello from origin over HTTP/1.1");
+    }
+    wait_until("the dead endpoint is down", || {
+        endpoint_states(&node)[1] != "up"
+    });
+
+    // It comes back on its port, and the checks let it rejoin.
+    origins[1] = Some(Origin::http_on(addrs[1]));
+    wait_until("the endpoint is up again", || {
+        endpoint_states(&node) == ["up", "up", "up"]
+    });
+    assert_eq!(fetch(&node, &format!("{users}&n=30")).text(), "ok 30");
+    assert!(origins[1].as_ref().unwrap().hellos() >= 9);
+
+    // Stats per endpoint.
+    let stats = stats(&node);
+    let endpoint = &stats["apps"][0]["backends"][0]["endpoints"][0];
+    assert!(endpoint["requests"].as_u64().unwrap() >= 40, "{endpoint}");
+    assert!(
+        endpoint["latency_p99_us"].as_u64().unwrap() > 0,
+        "{endpoint}"
+    );
+    assert!(
+        stats["outbound"]["sent"].as_u64().unwrap() >= 130,
+        "{stats}"
+    );
+
+    // Every endpoint down: the guest learns it at once.
+    origins.clear();
+    wait_until("every endpoint is down", || {
+        endpoint_states(&node).iter().all(|state| state == "down")
+    });
+    let started = Instant::now();
+    let reply = fetch(&node, users);
+    assert_eq!(reply.text(), "error: ErrorCode::DestinationUnavailable");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // A name the app does not declare is refused.
+    let reply = fetch(&node, "url=http://orders.backend.internal/");
+    assert_eq!(reply.text(), "error: ErrorCode::HttpRequestDenied");
+}

@@ -3,7 +3,8 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/hello` | 200 `hello from origin over HTTP/1.1` (or `HTTP/2.0`) |
+//! | `/hello` | 200 `hello from origin over HTTP/1.1` (or `HTTP/2.0`); counted |
+//! | `/healthz` | 200 `healthy` |
 //! | `/slow-head?ms=N` | the head after N ms |
 //! | `/stall-body` | the head and one chunk, then nothing |
 //! | `/big?mib=N` | N MiB, streamed in 64 KiB chunks |
@@ -34,6 +35,7 @@ pub struct Origin {
 #[derive(Default)]
 struct Counters {
     accepted: AtomicUsize,
+    hellos: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -119,6 +121,11 @@ impl Origin {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.counters.accepted.load(Ordering::SeqCst)
+    }
+
+    /// `/hello` requests answered so far.
+    pub fn hellos(&self) -> usize {
+        self.counters.hellos.load(Ordering::SeqCst)
     }
 
     /// The most `/concurrent` requests it had in flight at once.
@@ -207,10 +214,14 @@ async fn answer(request: http::Request<Incoming>, counters: &Counters) -> http::
         })
     };
     match path.as_str() {
-        "/hello" => text(
-            200,
-            format!("hello from origin over {:?}", request.version()),
-        ),
+        "/hello" => {
+            counters.hellos.fetch_add(1, Ordering::SeqCst);
+            text(
+                200,
+                format!("hello from origin over {:?}", request.version()),
+            )
+        }
+        "/healthz" => text(200, "healthy"),
         "/slow-head" => {
             tokio::time::sleep(Duration::from_millis(number("ms").unwrap_or(1000))).await;
             text(200, "late")

@@ -3,7 +3,7 @@ use crate::instance::{Instance, InstancePool, Slots, Warm};
 use crate::limits::LimitedBody;
 use crate::state::{MAX_RESOURCES, RequestState};
 use crate::tail::{RequestSummary, Tail};
-use crate::{Failure, Limits, LoadError, RequestId};
+use crate::{Failure, Limits, LoadError, RequestId, RequestMeta};
 use bytes::Bytes;
 use http_body::Body;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
@@ -122,6 +122,11 @@ impl App {
         &self.inner.limits
     }
 
+    /// The app's outbound policy (its backends' state, for the admin API).
+    pub fn fetch_policy(&self) -> &FetchPolicy {
+        &self.inner.fetch.1
+    }
+
     /// Requests served and failed by this app (this version of it).
     pub fn stats(&self) -> &AppStats {
         &self.inner.stats
@@ -135,12 +140,13 @@ impl App {
     pub async fn handle<B>(
         &self,
         request: http::Request<B>,
-        request_id: RequestId,
+        meta: RequestMeta,
     ) -> Result<http::Response<ResponseBody>, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let request_id = meta.id;
         let tail = &self.inner.tail;
         let watched = tail.is_watched().then(|| {
             let summary = RequestSummary {
@@ -150,7 +156,7 @@ impl App {
             };
             (summary, Instant::now())
         });
-        let result = self.serve(request, request_id).await;
+        let result = self.serve(request, meta).await;
         let stats = &self.inner.stats;
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
@@ -169,12 +175,13 @@ impl App {
     async fn serve<B>(
         &self,
         request: http::Request<B>,
-        request_id: RequestId,
+        meta: RequestMeta,
     ) -> Result<http::Response<ResponseBody>, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let request_id = meta.id;
         let inner = &self.inner;
         inner.ensure_loaded()?;
         let limit = inner.limits.request_body;
@@ -191,7 +198,7 @@ impl App {
                 Instance::cold(inner.new_store(), slot)
             }
         };
-        instance.begin(request_id, inner.heavy.load(Ordering::Relaxed));
+        instance.begin(meta, inner.heavy.load(Ordering::Relaxed));
 
         let (response_tx, mut response_rx) = oneshot::channel();
         let inner = inner.clone();
@@ -200,7 +207,12 @@ impl App {
         let mut guest = Metered::new(
             async move {
                 let pre = inner.pre.get().expect("ensure_loaded filled it");
-                let run = run_guest(&mut instance, pre, request, response_tx);
+                let scheme = if meta.https {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                };
+                let run = run_guest(&mut instance, pre, request, scheme, response_tx);
                 let failure = match within(inner.limits.wall_time, run).await {
                     Some(Ok(())) => None,
                     Some(Err(err)) => Some(inner.classify(&err, instance.store.data())),
@@ -459,6 +471,7 @@ async fn run_guest<B>(
     instance: &mut Instance,
     pre: &ProxyPre<RequestState>,
     request: http::Request<LimitedBody<B>>,
+    scheme: Scheme,
     response_tx: oneshot::Sender<GuestResponse>,
 ) -> wasmtime::Result<()>
 where
@@ -468,7 +481,7 @@ where
     let proxy = instance.proxy(pre).await?;
     let store = &mut instance.store;
     let mut http = store.data_mut().http();
-    let request = http.new_incoming_request(Scheme::Http, request)?;
+    let request = http.new_incoming_request(scheme, request)?;
     let response_out = http.new_response_outparam(response_tx)?;
     proxy
         .wasi_http_incoming_handler()

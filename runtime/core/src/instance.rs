@@ -7,7 +7,7 @@
 //! (`max_instances`, the pooling allocator's size). A request waits for
 //! them at most the node's `instance_wait`; past it, it is refused (503).
 
-use crate::RequestId;
+use crate::RequestMeta;
 use crate::app::within;
 use crate::cpu::Metered;
 use crate::state::RequestState;
@@ -162,10 +162,10 @@ impl Instance {
     /// a fresh log budget, and the CPU meter (on the thread's CPU clock from
     /// the start if `precise_cpu`) and epoch deadline start from now, not
     /// from when the instance was made.
-    pub(crate) fn begin(&mut self, request_id: RequestId, precise_cpu: bool) {
+    pub(crate) fn begin(&mut self, request: RequestMeta, precise_cpu: bool) {
         let state = self.store.data_mut();
-        state.output.begin(request_id);
-        state.fetch.begin(request_id);
+        state.output.begin(request.id);
+        state.fetch.begin(request);
         state.cpu.reset(precise_cpu);
         state.memory.hit = false;
         self.store.set_epoch_deadline(1);

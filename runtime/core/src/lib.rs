@@ -23,7 +23,7 @@ pub use app::{App, AppStats, ResponseBody};
 pub use failure::{Failure, LoadError};
 pub use instance::Saturated;
 pub use limits::Limits;
-pub use outpost_host::{RequestId, printable, printable_capped};
+pub use outpost_host::{RequestId, RequestMeta, printable, printable_capped};
 pub use precompile::Provenance;
 pub use runtime::{
     AppSpec, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,

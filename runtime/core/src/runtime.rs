@@ -5,7 +5,7 @@ use crate::state::RequestState;
 use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
 use outpost_host::Services;
-use outpost_host::fetch::{FetchPolicy, OutboundRule};
+use outpost_host::fetch::{BackendSpec, OutboundRule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +85,8 @@ pub struct AppSpec {
     pub limits: Limits,
     /// Where its handlers may send requests (`allowed_outbound_hosts`).
     pub outbound: Vec<OutboundRule>,
+    /// Its named backends.
+    pub backends: Vec<BackendSpec>,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -134,6 +136,11 @@ impl Runtime {
         })
     }
 
+    /// The node's host services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// A live stream of `app`'s request lines and guest output (JSON
     /// events), across its versions. Events are dropped, not queued, for a
     /// listener that falls far behind.
@@ -152,10 +159,11 @@ impl Runtime {
         let tail = self.tails.of(&spec.name);
         let fetch = (
             self.services.fetch.clone(),
-            Arc::new(FetchPolicy {
-                allowed: spec.outbound.clone(),
-                limits: limits.fetch.clone(),
-            }),
+            Arc::new(self.services.fetch.policy(
+                spec.outbound.clone(),
+                limits.fetch.clone(),
+                &spec.backends,
+            )),
         );
 
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;

@@ -12,9 +12,11 @@
 
 mod escape;
 pub mod fetch;
+mod meta;
 mod request_id;
 
 pub use escape::{printable, printable_capped};
+pub use meta::RequestMeta;
 pub use request_id::RequestId;
 
 use std::sync::Arc;

@@ -277,22 +277,64 @@ impl Admin {
     }
 
     fn stats(&self) -> Result<Value, ApiError> {
+        let outbound = self.runtime.services().fetch.stats();
+        let open: std::collections::HashMap<&str, usize> = outbound
+            .open_connections
+            .iter()
+            .map(|(origin, open)| (origin.as_str(), *open))
+            .collect();
         let apps: Vec<Value> = self
             .table
             .list()
             .iter()
             .map(|served| {
                 let stats = served.app.stats();
+                let backends: Vec<Value> = served
+                    .app
+                    .fetch_policy()
+                    .backends()
+                    .map(|backend| {
+                        let endpoints: Vec<Value> = backend
+                            .stats()
+                            .into_iter()
+                            .zip(&backend.endpoints)
+                            .map(|(stats, endpoint)| {
+                                let origin = format!(
+                                    "{}:{}",
+                                    endpoint.destination.host, endpoint.destination.port
+                                );
+                                json!({
+                                    "endpoint": stats.endpoint,
+                                    "state": stats.state,
+                                    "requests": stats.requests,
+                                    "errors": stats.errors,
+                                    "in_flight": stats.in_flight,
+                                    "latency_p50_us": stats.latency_p50_us,
+                                    "latency_p99_us": stats.latency_p99_us,
+                                    "open_connections": open.get(origin.as_str()).copied().unwrap_or(0),
+                                })
+                            })
+                            .collect();
+                        json!({ "name": backend.spec.name, "endpoints": endpoints })
+                    })
+                    .collect();
                 json!({
                     "name": served.app.name(),
                     "version": served.version,
                     "requests": stats.requests(),
                     "failures": stats.failures(),
+                    "backends": backends,
                 })
             })
             .collect();
         Ok(json!({
             "apps": apps,
+            "outbound": {
+                "sent": outbound.sent,
+                "refused": outbound.refused,
+                "failed": outbound.failed,
+                "open_connections": open,
+            },
             "connections": self.front.stats(),
             "admin": {
                 "connections": self.caps.counters.to_json(self.caps.open()),

@@ -205,6 +205,7 @@ impl NodeConfig {
                     routes: vec![Route::parse("/").expect("\"/\" is a valid route")],
                     limits: Limits::defaults_within(&maxima),
                     outbound: Vec::new(),
+                    backends: Vec::new(),
                 },
             }],
             maxima,
@@ -373,6 +374,7 @@ impl NodeConfig {
                     routes: sections.routes,
                     limits: sections.limits,
                     outbound: sections.outbound,
+                    backends: sections.backends,
                 },
             });
         }

@@ -21,7 +21,7 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use outpost_core::{RequestId, ResponseBody};
+use outpost_core::{RequestId, RequestMeta, ResponseBody};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -235,7 +235,13 @@ async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseB
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal, request_id),
     };
-    let outcome = admitted.app.handle(admitted.request, request_id).await;
+    let meta = RequestMeta {
+        id: request_id,
+        client: peer_of(&admitted.request),
+        // The front end speaks plain HTTP until TLS termination lands.
+        https: false,
+    };
+    let outcome = admitted.app.handle(admitted.request, meta).await;
     if admitted.body_timed_out.happened() {
         return refusal_response(&edge::body_timeout(), request_id);
     }

@@ -19,9 +19,13 @@
 use crate::config::{ConfigError, RawLimits, line_of};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits};
-use outpost_host::fetch::OutboundRule;
+use outpost_host::fetch::{
+    BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
+};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// The manifest schema this build understands. Later issues add sections
@@ -42,10 +46,12 @@ pub struct AppManifest {
     pub limits: Limits,
     /// Where its handlers may send requests; empty: nowhere.
     pub outbound: Vec<OutboundRule>,
+    /// Its named backends.
+    pub backends: Vec<BackendSpec>,
 }
 
 /// The keys a manifest names in parse errors.
-const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [limits] cpu_ms, wall_ms, memory_mib, \
+const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -127,6 +133,7 @@ impl AppManifest {
             routes: sections.routes,
             limits: sections.limits,
             outbound: sections.outbound,
+            backends: sections.backends,
         })
     }
 
@@ -137,6 +144,7 @@ impl AppManifest {
             component,
             limits: self.limits.clone(),
             outbound: self.outbound.clone(),
+            backends: self.backends.clone(),
         }
     }
 }
@@ -155,6 +163,8 @@ pub(crate) struct RawApp {
     limits: Option<RawLimits>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    backends: BTreeMap<String, RawBackend>,
 }
 
 /// The validated sections every app has.
@@ -162,6 +172,7 @@ pub(crate) struct AppSections {
     pub(crate) routes: Vec<Route>,
     pub(crate) limits: Limits,
     pub(crate) outbound: Vec<OutboundRule>,
+    pub(crate) backends: Vec<BackendSpec>,
 }
 
 impl RawApp {
@@ -202,10 +213,234 @@ impl RawApp {
                     .map_err(|message| at(rule.span(), key("allowed_outbound_hosts"), message))?,
             );
         }
+        if self.backends.len() > MAX_BACKENDS {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("backends")),
+                message: format!("at most {MAX_BACKENDS} backends per app"),
+            });
+        }
+        let mut backends = Vec::with_capacity(self.backends.len());
+        for (name, backend) in self.backends {
+            backends.push(backend.validate(&name, &key(&format!("backends.{name}")), at, &file)?);
+        }
         Ok(AppSections {
             routes,
             limits,
             outbound,
+            backends,
+        })
+    }
+}
+
+/// The most backends one app may declare, and endpoints one backend may
+/// have: each is health-checked by the node.
+const MAX_BACKENDS: usize = 32;
+const MAX_ENDPOINTS: usize = 64;
+/// The shortest health check interval: checks are traffic the node makes on
+/// an app's behalf.
+const MIN_HEALTH_INTERVAL_MS: u64 = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(default)]
+    endpoints: Vec<Spanned<String>>,
+    balance: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
+    weights: Option<Spanned<Vec<u32>>>,
+    health: Option<RawHealth>,
+    eject_after: Option<Spanned<u32>>,
+    eject_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<Spanned<String>>,
+    interval_ms: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+    expect_status: Option<Spanned<u16>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+}
+
+impl RawBackend {
+    fn validate(
+        self,
+        name: &str,
+        key: &str,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+        file: impl Fn() -> PathBuf,
+    ) -> Result<BackendSpec, ConfigError> {
+        let whole = |message: String| ConfigError {
+            file: file(),
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        };
+        let label_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label_ok {
+            return Err(whole(format!(
+                "{name:?} is not a backend name: lowercase letters, digits and dashes (guests call it as http://NAME{BACKEND_SUFFIX})"
+            )));
+        }
+        if self.endpoints.is_empty() || self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(whole(format!(
+                "give 1 to {MAX_ENDPOINTS} endpoints, e.g. endpoints = [\"http://10.0.0.1:8080\"]"
+            )));
+        }
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for endpoint in &self.endpoints {
+            let bad = |message: String| at(endpoint.span(), format!("{key}.endpoints"), message);
+            let uri: http::Uri = endpoint
+                .get_ref()
+                .parse()
+                .map_err(|_| bad(format!("{:?} is not a URL", endpoint.get_ref())))?;
+            if uri
+                .path_and_query()
+                .is_some_and(|path| path.as_str() != "/")
+            {
+                return Err(bad(format!(
+                    "{:?}: give scheme, host and port only; the guest's path is used",
+                    endpoint.get_ref()
+                )));
+            }
+            endpoints.push(
+                Destination::of(&uri)
+                    .map_err(|message| bad(format!("{:?}: {message}", endpoint.get_ref())))?,
+            );
+        }
+        let weights = match self.weights {
+            None => vec![1; endpoints.len()],
+            Some(weights) => {
+                if weights.get_ref().len() != endpoints.len() || weights.get_ref().contains(&0) {
+                    return Err(at(
+                        weights.span(),
+                        format!("{key}.weights"),
+                        format!(
+                            "give one weight of at least 1 per endpoint ({} endpoints)",
+                            endpoints.len()
+                        ),
+                    ));
+                }
+                weights.into_inner()
+            }
+        };
+        let balance = match &self.balance {
+            None => Balance::RoundRobin,
+            Some(balance) => Balance::parse(balance.get_ref())
+                .map_err(|message| at(balance.span(), format!("{key}.balance"), message))?,
+        };
+        let hash_key = match &self.hash_key {
+            None => HashKey::ClientIp,
+            Some(hash_key) => HashKey::parse(hash_key.get_ref())
+                .map_err(|message| at(hash_key.span(), format!("{key}.hash_key"), message))?,
+        };
+        let positive_u32 = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
+            Some(value) if *value.get_ref() == 0 => Err(at(
+                value.span(),
+                format!("{key}.{field}"),
+                "must be at least 1".into(),
+            )),
+            Some(value) => Ok(*value.get_ref()),
+            None => Ok(default),
+        };
+        let eject_after = positive_u32(&self.eject_after, "eject_after", 3)?;
+        let eject_for = Duration::from_millis(match &self.eject_ms {
+            Some(ms) if *ms.get_ref() == 0 => {
+                return Err(at(
+                    ms.span(),
+                    format!("{key}.eject_ms"),
+                    "must be at least 1".into(),
+                ));
+            }
+            Some(ms) => *ms.get_ref(),
+            None => 10_000,
+        });
+        let health = match self.health {
+            None => None,
+            Some(health) => {
+                let key = format!("{key}.health");
+                let path = match &health.path {
+                    Some(path) if !path.get_ref().starts_with('/') => {
+                        return Err(at(
+                            path.span(),
+                            format!("{key}.path"),
+                            "must start with /".into(),
+                        ));
+                    }
+                    Some(path) => path.get_ref().clone(),
+                    None => "/".into(),
+                };
+                let interval = match &health.interval_ms {
+                    Some(ms) if *ms.get_ref() < MIN_HEALTH_INTERVAL_MS => {
+                        return Err(at(
+                            ms.span(),
+                            format!("{key}.interval_ms"),
+                            format!("must be at least {MIN_HEALTH_INTERVAL_MS}"),
+                        ));
+                    }
+                    Some(ms) => Duration::from_millis(*ms.get_ref()),
+                    None => Duration::from_secs(2),
+                };
+                let timeout = match &health.timeout_ms {
+                    Some(ms) if *ms.get_ref() == 0 => {
+                        return Err(at(
+                            ms.span(),
+                            format!("{key}.timeout_ms"),
+                            "must be at least 1".into(),
+                        ));
+                    }
+                    Some(ms) => Duration::from_millis(*ms.get_ref()),
+                    None => interval.min(Duration::from_secs(1)),
+                };
+                let expect_status = match &health.expect_status {
+                    Some(status) if !(100..=599).contains(status.get_ref()) => {
+                        return Err(at(
+                            status.span(),
+                            format!("{key}.expect_status"),
+                            "is not an HTTP status (100-599)".into(),
+                        ));
+                    }
+                    Some(status) => *status.get_ref(),
+                    None => 200,
+                };
+                let counts = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
+                    Some(value) if *value.get_ref() == 0 => Err(at(
+                        value.span(),
+                        format!("{key}.{field}"),
+                        "must be at least 1".into(),
+                    )),
+                    Some(value) => Ok(*value.get_ref()),
+                    None => Ok(default),
+                };
+                Some(HealthCheck {
+                    path,
+                    interval,
+                    timeout,
+                    expect_status,
+                    rise: counts(&health.rise, "rise", 2)?,
+                    fall: counts(&health.fall, "fall", 3)?,
+                })
+            }
+        };
+        Ok(BackendSpec {
+            name: name.to_owned(),
+            endpoints,
+            weights,
+            balance,
+            hash_key,
+            health,
+            eject_after,
+            eject_for,
         })
     }
 }
@@ -302,5 +537,54 @@ mod tests {
         .unwrap();
         assert_eq!(at_max.limits.cpu_time, std::time::Duration::from_secs(1));
         assert_eq!(at_max.limits.instances, 250);
+    }
+
+    #[test]
+    fn outbound_hosts_and_backends_parse_with_errors_that_say_the_fix() {
+        let manifest = parse(
+            "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n\
+             allowed_outbound_hosts = [\"https://api.example.com\"]\n\
+             [backends.users]\nendpoints = [\"http://10.0.0.1:8080\", \"http://10.0.0.2:8080\"]\n\
+             balance = \"consistent-hash\"\nhash_key = \"header:x-user\"\nweights = [3, 1]\n\
+             [backends.users.health]\npath = \"/healthz\"\ninterval_ms = 2000\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.outbound.len(), 1);
+        let users = &manifest.backends[0];
+        assert_eq!(users.name, "users");
+        assert_eq!(users.weights, vec![3, 1]);
+        assert_eq!(users.balance, Balance::ConsistentHash);
+        assert_eq!(users.health.as_ref().unwrap().rise, 2);
+
+        let header = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
+        for (toml, expected) in [
+            (
+                "allowed_outbound_hosts = [\"example.com\"]\n",
+                "outpost.toml:4: allowed_outbound_hosts: \"example.com\" has no scheme",
+            ),
+            (
+                "[backends.Users]\nendpoints = [\"http://10.0.0.1\"]\n",
+                "outpost.toml: backends.Users: \"Users\" is not a backend name",
+            ),
+            (
+                "[backends.u]\nendpoints = [\"http://10.0.0.1\"]\nweights = [1, 2]\n",
+                "outpost.toml:6: backends.u.weights: give one weight of at least 1 per endpoint",
+            ),
+            (
+                "[backends.u]\nendpoints = [\"http://10.0.0.1/api\"]\n",
+                "outpost.toml:5: backends.u.endpoints: \"http://10.0.0.1/api\": give scheme, host and port only",
+            ),
+            (
+                "[backends.u]\nendpoints = [\"http://10.0.0.1\"]\n[backends.u.health]\ninterval_ms = 10\n",
+                "outpost.toml:7: backends.u.health.interval_ms: must be at least 100",
+            ),
+            (
+                "[backends.u]\nendpoints = [\"http://10.0.0.1\"]\nbalance = \"fastest\"\n",
+                "outpost.toml:6: backends.u.balance: \"fastest\" is not a balancing method",
+            ),
+        ] {
+            let err = parse(&format!("{header}{toml}")).unwrap_err();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 }

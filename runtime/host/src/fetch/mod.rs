@@ -11,20 +11,27 @@
 
 mod address;
 mod allow;
+mod backend;
 mod body;
 mod connect;
 
 pub use address::{Host, PrivateAllowance, is_public};
 pub use allow::{Destination, OutboundRule};
+pub use backend::{
+    BACKEND_SUFFIX, Backend, BackendSpec, Balance, EndpointStats, HashKey, HealthCheck,
+};
 
-use crate::RequestId;
+use crate::RequestMeta;
+use backend::{HealthChecker, backend_name};
 use body::UpstreamBody;
+use bytes::Bytes;
 use connect::{
     CONNECT_SCOPE, ConnectError, ConnectProgress, ConnectScope, Connector, ConnectorConfig,
 };
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,20 +155,33 @@ impl FetchLimits {
     }
 }
 
-/// An app's outbound policy, resolved when the app is loaded.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// An app's outbound policy, resolved when the app is loaded (see
+/// [`FetchService::policy`]).
+#[derive(Debug, Default)]
 pub struct FetchPolicy {
     /// Where its requests may go; empty: nowhere.
-    pub allowed: Vec<OutboundRule>,
+    allowed: Vec<OutboundRule>,
     /// What each of its requests may do.
-    pub limits: FetchLimits,
+    limits: FetchLimits,
+    /// Its named backends, by name.
+    backends: BTreeMap<String, Arc<Backend>>,
 }
 
 impl FetchPolicy {
     fn allows(&self, destination: &Destination) -> bool {
         self.allowed.iter().any(|rule| rule.allows(destination))
     }
+
+    /// Its backends, for the admin API.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.values()
+    }
 }
+
+/// The largest request body of a GET, HEAD, OPTIONS or TRACE request to a
+/// backend: such requests are kept whole so that a failed one can be sent
+/// again to another endpoint.
+const RETRY_BODY_MAX: usize = 64 << 10;
 
 /// Counters of the node's outbound requests.
 #[derive(Debug, Default)]
@@ -176,6 +196,7 @@ pub struct FetchStats {
 pub struct FetchService {
     client: Client<Connector, WasiBody>,
     connector: Connector,
+    health: HealthChecker,
     stats: FetchStats,
 }
 
@@ -221,11 +242,41 @@ impl FetchService {
             // byte of it was written).
             .retry_canceled_requests(true)
             .build(connector.clone());
+        let health = {
+            let client = client.clone();
+            HealthChecker::start(move |endpoint, check| {
+                health_check(client.clone(), endpoint, check)
+            })?
+        };
         Ok(Self {
             client,
             connector,
+            health,
             stats: FetchStats::default(),
         })
+    }
+
+    /// An app's policy: its allowlist and limits, and its backends, whose
+    /// health checks start now and stop when the policy is dropped.
+    pub fn policy(
+        &self,
+        allowed: Vec<OutboundRule>,
+        limits: FetchLimits,
+        backends: &[BackendSpec],
+    ) -> FetchPolicy {
+        let backends = backends
+            .iter()
+            .map(|spec| {
+                let backend = Arc::new(Backend::new(spec.clone()));
+                self.health.watch(&backend);
+                (spec.name.clone(), backend)
+            })
+            .collect();
+        FetchPolicy {
+            allowed,
+            limits,
+            backends,
+        }
     }
 
     /// Outbound requests sent, refused and failed, and open connections.
@@ -257,7 +308,7 @@ pub struct FetchCtx {
     service: Arc<FetchService>,
     policy: Arc<FetchPolicy>,
     app: Arc<str>,
-    request: Option<RequestId>,
+    request: Option<RequestMeta>,
     sent: u32,
     in_flight: Arc<Semaphore>,
     refusal_logged: bool,
@@ -280,7 +331,7 @@ impl FetchCtx {
     }
 
     /// Binds the context to the request the instance serves.
-    pub fn begin(&mut self, request: RequestId) {
+    pub fn begin(&mut self, request: RequestMeta) {
         self.request = Some(request);
     }
 
@@ -290,7 +341,10 @@ impl FetchCtx {
         self.service.stats.refused.fetch_add(1, Ordering::Relaxed);
         if !self.refusal_logged {
             self.refusal_logged = true;
-            let request_id = self.request.map(|id| id.to_string()).unwrap_or_default();
+            let request_id = self
+                .request
+                .map(|request| request.id.to_string())
+                .unwrap_or_default();
             tracing::warn!(
                 app = &*self.app,
                 request_id,
@@ -329,14 +383,25 @@ impl WasiHttpHooks for FetchCtx {
                 return Box::new(async move { Err(code) });
             }
         };
-        if !self.policy.allows(&destination) {
-            let code = self.refuse(
-                Error::HttpRequestDenied,
-                &destination,
-                "not in the app's allowed_outbound_hosts",
-            );
-            return Box::new(async move { Err(code) });
-        }
+        let backend = match backend_name(&destination.host) {
+            Some(name) => match self.policy.backends.get(name) {
+                Some(backend) => Some(backend.clone()),
+                None => {
+                    let why = format!("the app declares no backend named {name:?}");
+                    let code = self.refuse(Error::HttpRequestDenied, &destination, &why);
+                    return Box::new(async move { Err(code) });
+                }
+            },
+            None if self.policy.allows(&destination) => None,
+            None => {
+                let code = self.refuse(
+                    Error::HttpRequestDenied,
+                    &destination,
+                    "not in the app's allowed_outbound_hosts",
+                );
+                return Box::new(async move { Err(code) });
+            }
+        };
         let limits = &self.policy.limits;
         if self.sent >= limits.subrequests {
             let why = format!(
@@ -347,51 +412,234 @@ impl WasiHttpHooks for FetchCtx {
             return Box::new(async move { Err(code) });
         }
         self.sent += 1;
-        // The pool keys connections by scheme and authority: the normalised
-        // one, so every spelling of an address shares its connections.
-        if let Ok(uri) = normalised_uri(request.uri(), &destination) {
-            *request.uri_mut() = uri;
+        if backend.is_none() {
+            // The pool keys connections by scheme and authority: the
+            // normalised one, so every spelling of an address shares them.
+            if let Ok(uri) = normalised_uri(request.uri(), &destination) {
+                *request.uri_mut() = uri;
+            }
         }
         let (connect, first_byte, between_bytes) = limits.timeouts(options.as_ref());
+        let exchange = Exchange {
+            service: self.service.clone(),
+            connect,
+            first_byte,
+        };
         let cap = limits.response_body;
         let in_flight = self.in_flight.clone();
-        let service = self.service.clone();
+        let client = self.request.and_then(|request| request.client);
         Box::new(async move {
             let permit = in_flight
                 .acquire_owned()
                 .await
                 .expect("the in-flight semaphore is never closed");
-            service.stats.sent.fetch_add(1, Ordering::Relaxed);
-            let progress = Arc::new(ConnectProgress::default());
-            let scope = ConnectScope {
-                timeout: connect,
-                progress: progress.clone(),
+            let result = match backend {
+                Some(backend) => exchange.to_backend(&backend, request, client).await,
+                None => exchange.send(request).await,
             };
-            let send = CONNECT_SCOPE.scope(scope, service.client.request(request));
-            let result = match until_first_byte(send, &progress, connect, first_byte).await {
-                None => Err(Error::ConnectionReadTimeout),
-                Some(Err(err)) => Err(request_error(&err)),
-                Some(Ok(response)) => {
-                    let declared = response
-                        .headers()
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-                    match declared {
-                        Some(length) if length > cap => Err(Error::HttpResponseBodySize(Some(cap))),
-                        _ => Ok(response.map(|incoming| {
-                            UpstreamBody::new(incoming, between_bytes, cap, permit).boxed_unsync()
-                        })),
-                    }
+            let result = result.and_then(|response| {
+                let declared = response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+                match declared {
+                    Some(length) if length > cap => Err(Error::HttpResponseBodySize(Some(cap))),
+                    _ => Ok(response.map(|incoming| {
+                        UpstreamBody::new(incoming, between_bytes, cap, permit).boxed_unsync()
+                    })),
                 }
-            };
+            });
             if result.is_err() {
-                service.stats.failed.fetch_add(1, Ordering::Relaxed);
+                exchange
+                    .service
+                    .stats
+                    .failed
+                    .fetch_add(1, Ordering::Relaxed);
             }
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             result.map(|response| (response, done))
         })
     }
+}
+
+/// One outbound request's way through the pool, under its timeouts.
+struct Exchange {
+    service: Arc<FetchService>,
+    connect: Duration,
+    first_byte: Duration,
+}
+
+impl Exchange {
+    /// Sends `request` to the origin its URI names.
+    async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        self.service.stats.sent.fetch_add(1, Ordering::Relaxed);
+        let progress = Arc::new(ConnectProgress::default());
+        let scope = ConnectScope {
+            timeout: self.connect,
+            progress: progress.clone(),
+        };
+        let send = CONNECT_SCOPE.scope(scope, self.service.client.request(request));
+        match until_first_byte(send, &progress, self.connect, self.first_byte).await {
+            None => Err(Error::ConnectionReadTimeout),
+            Some(Err(err)) => Err(request_error(&err)),
+            Some(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Sends `request` to an endpoint of `backend`; a GET, HEAD, OPTIONS or
+    /// TRACE request that fails (no connection, or 502/503/504) is sent
+    /// once more, to another endpoint.
+    async fn to_backend(
+        &self,
+        backend: &Arc<Backend>,
+        request: http::Request<WasiBody>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        let key = backend.key_of(client.map(|client| client.ip()), request.headers());
+        let (parts, body) = request.into_parts();
+        let retryable = matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+        );
+        // A retryable request is kept whole, to be sent twice if need be.
+        let (mut body, kept) = if retryable {
+            let whole = Limited::new(body, RETRY_BODY_MAX)
+                .collect()
+                .await
+                .map_err(|_| Error::HttpRequestBodySize(Some(RETRY_BODY_MAX as u64)))?
+                .to_bytes();
+            (None, Some(whole))
+        } else {
+            (Some(body), None)
+        };
+        let unavailable = || {
+            tracing::warn!(
+                backend = %backend.spec.name,
+                "no endpoint of the backend is up; the request fails at once"
+            );
+            Error::DestinationUnavailable
+        };
+        let first = backend.pick(&key, None).ok_or_else(unavailable)?;
+        let mut attempt_body = || match (&kept, body.take()) {
+            (Some(kept), _) => Full::new(kept.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            (None, Some(body)) => body,
+            (None, None) => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+        };
+        let outcome = self.attempt(backend, first, &parts, attempt_body()).await;
+        let failed = match &outcome {
+            Ok(response) => is_retryable_status(response.status()),
+            Err(_) => true,
+        };
+        if !(failed && retryable) {
+            return outcome;
+        }
+        let Some(second) = backend.pick(&key, Some(first)) else {
+            return outcome;
+        };
+        tracing::debug!(
+            backend = %backend.spec.name,
+            "retrying on {}",
+            backend.endpoints[second].destination
+        );
+        self.attempt(backend, second, &parts, attempt_body()).await
+    }
+
+    /// One try on endpoint `i` of `backend`, recorded in its counters.
+    async fn attempt(
+        &self,
+        backend: &Arc<Backend>,
+        i: usize,
+        parts: &http::request::Parts,
+        body: WasiBody,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        let endpoint = &backend.endpoints[i].destination;
+        let mut request = http::Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.headers_mut() = parts.headers.clone();
+        let authority = endpoint_authority(endpoint);
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(if endpoint.https { "https" } else { "http" })
+            .authority(authority.as_str())
+            .path_and_query(parts.uri.path_and_query().map_or("/", |path| path.as_str()))
+            .build()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        // The endpoint sees its own name, as behind nginx's proxy_pass.
+        if let Ok(host) = http::HeaderValue::from_str(&authority) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        let in_flight = backend.start(i);
+        let outcome = self.send(request).await;
+        match &outcome {
+            Ok(response) => {
+                in_flight.answered();
+                backend.record(i, response.status().is_server_error());
+            }
+            Err(_) => backend.record(i, true),
+        }
+        outcome
+    }
+}
+
+/// Answers after which an idempotent request to a backend is tried on
+/// another endpoint.
+fn is_retryable_status(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+/// `host[:port]` of an endpoint, the port left out when it is the default.
+fn endpoint_authority(endpoint: &Destination) -> String {
+    let default_port = if endpoint.https { 443 } else { 80 };
+    if endpoint.port == default_port {
+        endpoint.host.to_string()
+    } else {
+        format!("{}:{}", endpoint.host, endpoint.port)
+    }
+}
+
+/// One active health check: GET the endpoint's health path within the
+/// check's timeout, through the node's pool (and its private-range rule).
+async fn health_check(
+    client: Client<Connector, WasiBody>,
+    endpoint: Destination,
+    check: HealthCheck,
+) -> bool {
+    let uri = format!(
+        "{}://{}{}",
+        if endpoint.https { "https" } else { "http" },
+        endpoint_authority(&endpoint),
+        check.path
+    );
+    let Ok(request) = http::Request::get(uri).body(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    ) else {
+        return false;
+    };
+    let scope = ConnectScope {
+        timeout: check.timeout,
+        progress: Arc::new(ConnectProgress::default()),
+    };
+    let exchange = async {
+        let response = CONNECT_SCOPE
+            .scope(scope, client.request(request))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        // Read the body so the connection goes back to the pool.
+        let _ = response.into_body().collect().await;
+        Some(status)
+    };
+    matches!(
+        tokio::time::timeout(check.timeout, exchange).await,
+        Ok(Some(status)) if status == check.expect_status
+    )
 }
 
 /// `send`'s output, or `None` once `first_byte` passed since the request
