@@ -9,7 +9,10 @@ const TARGET: &str = "wasm32-wasip2";
 
 /// The guest workspaces, relative to the repository root, and their members.
 const WORKSPACES: &[(&str, &[&str])] = &[
-    ("examples", &["hello", "echo", "raw-wasi-http"]),
+    (
+        "examples",
+        &["hello", "echo", "raw-wasi-http", "api-gateway"],
+    ),
     (
         "tests/fixtures",
         &[

@@ -492,3 +492,46 @@ fn backends_balance_retry_eject_and_rejoin() {
     let reply = fetch(&node, "url=http://orders.backend.internal/");
     assert_eq!(reply.text(), "error: ErrorCode::HttpRequestDenied");
 }
+
+#[test]
+fn the_api_gateway_example_forwards_and_maps_upstream_errors_to_json() {
+    let origins = [Origin::http(), Origin::http()];
+    let endpoints: Vec<String> = origins.iter().map(origin_url).collect();
+    let dir = temp_dir();
+    let toml = format!(
+        "{LOOPBACK_OPEN}\n[apps.gateway]\ncomponent = {:?}\nroutes = [\"/api\"]\n\
+         [apps.gateway.limits]\nfirst_byte_timeout_ms = 300\n\
+         [apps.gateway.backends.api]\nendpoints = {endpoints:?}\n",
+        artifacts::API_GATEWAY
+    );
+    let config = write_config(dir.path(), &toml);
+    let mut command = Command::new(OUTPOST);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"));
+    let node = Outpost::spawn(command).expect("the node starts");
+    let get = |path: &str| block_on(HttpClient::http1().get(&node.url(path))).unwrap();
+
+    for _ in 0..4 {
+        let reply = get("/api/hello");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "hello from origin over HTTP/1.1");
+        assert_eq!(reply.header("x-gateway"), "outpost");
+    }
+    assert_eq!(origins[0].hellos(), 2, "two endpoints, round-robin");
+    let reply = block_on(HttpClient::http1().post(&node.url("/api/upload"), "12345")).unwrap();
+    assert_eq!(reply.text(), "got 5");
+
+    let reply = get("/api/slow-head?ms=5000");
+    assert_eq!(reply.status, 504);
+    let error: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(error["error"], "upstream_timeout");
+
+    drop(origins);
+    let reply = get("/api/hello");
+    assert_eq!(reply.status, 502);
+    let error: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(error["error"], "upstream_unavailable", "{error}");
+}

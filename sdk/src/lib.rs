@@ -16,9 +16,11 @@
 //!
 //! The request body is read completely before the handler runs (the host
 //! bounds its size), and the response body is written after it returns.
+//! [`fetch`] sends requests to origins and named backends.
 #![deny(missing_docs)]
 
 mod error;
+pub mod fetch;
 mod request;
 mod response;
 mod wasi;

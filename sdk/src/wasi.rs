@@ -9,7 +9,10 @@ use bindings::wasi::io::streams::{OutputStream, StreamError};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// Bindings generated from `wit/`, the same files the host implements.
-#[expect(missing_docs, reason = "generated from WIT; the WIT files carry the docs")]
+#[expect(
+    missing_docs,
+    reason = "generated from WIT; the WIT files carry the docs"
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -78,7 +81,7 @@ fn method_from_wasi(method: WasiMethod) -> crate::Result<Method> {
     })
 }
 
-fn headers_from_wasi(fields: &Fields) -> HeaderMap {
+pub(crate) fn headers_from_wasi(fields: &Fields) -> HeaderMap {
     let entries = fields.entries();
     let mut headers = HeaderMap::with_capacity(entries.len());
     for (name, value) in entries {
@@ -91,9 +94,12 @@ fn headers_from_wasi(fields: &Fields) -> HeaderMap {
 }
 
 fn read_body(body: IncomingBody) -> crate::Result<Vec<u8>> {
-    let stream = body
-        .stream()
-        .map_err(|()| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "request body already taken"))?;
+    let stream = body.stream().map_err(|()| {
+        Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request body already taken",
+        )
+    })?;
     let mut bytes = Vec::new();
     loop {
         match stream.blocking_read(READ_CHUNK) {
@@ -152,10 +158,14 @@ fn send_response(response: Response, response_out: ResponseOutparam) {
         // Every u16 in 100..=999 is accepted; `StatusCode` guarantees that range.
         let _ = outgoing.set_status_code(status.as_u16());
     }
-    let outgoing_body = outgoing.body().expect("a new response's body is taken once");
+    let outgoing_body = outgoing
+        .body()
+        .expect("a new response's body is taken once");
     ResponseOutparam::set(response_out, Ok(outgoing));
 
-    let stream = outgoing_body.write().expect("a new body's stream is taken once");
+    let stream = outgoing_body
+        .write()
+        .expect("a new body's stream is taken once");
     if let Err(err) = write_all(&stream, &body) {
         // The client went away; nothing left to tell it.
         eprintln!("writing the response body failed: {err}");
@@ -169,7 +179,7 @@ fn send_response(response: Response, response_out: ResponseOutparam) {
 const SMALL_WRITE: usize = 4096;
 
 /// Writes all of `bytes`, as fast as the host's buffer allows.
-fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), String> {
     let describe = |err: StreamError| match err {
         StreamError::Closed => "stream closed".to_owned(),
         StreamError::LastOperationFailed(err) => err.to_debug_string(),
@@ -184,7 +194,9 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), String> {
             stream.subscribe().block();
             continue;
         }
-        let len = bytes.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
+        let len = bytes
+            .len()
+            .min(usize::try_from(permitted).unwrap_or(usize::MAX));
         stream.write(&bytes[..len]).map_err(describe)?;
         bytes = &bytes[len..];
     }

@@ -29,6 +29,11 @@ pub(crate) struct DevArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     port: u16,
+    /// Lets outbound requests reach this private range (CIDR, e.g.
+    /// 127.0.0.0/8 for origins on this machine); repeatable. As in
+    /// production, nothing private is reachable otherwise.
+    #[arg(long, value_name = "CIDR", value_parser = crate::serve::parse_range)]
+    allow_private: Vec<outpost_host::fetch::PrivateAllowance>,
 }
 
 pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
@@ -43,6 +48,9 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
         component,
         manifest: manifest.clone(),
     }];
+    for range in &args.allow_private {
+        config.outbound.allow_private.extend(range.clone());
+    }
     let node = Node::start(config, 1)?;
     // The same first line as `outpost serve`: scripts wait for it.
     out!("listening on http://{}", node.local_addr());

@@ -49,7 +49,8 @@ pub(crate) struct ServeArgs {
     allow_private: Vec<PrivateAllowance>,
 }
 
-fn parse_range(range: &str) -> Result<PrivateAllowance, String> {
+/// One `--allow-private` range.
+pub(crate) fn parse_range(range: &str) -> Result<PrivateAllowance, String> {
     PrivateAllowance::parse(&[range])
 }
 

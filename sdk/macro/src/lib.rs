@@ -41,7 +41,11 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
         const _: fn(::outpost_sdk::Request) -> ::outpost_sdk::Result<::outpost_sdk::Response> = {name};"
     );
     let mut out = item;
-    out.extend(export.parse::<TokenStream>().expect("generated code is valid Rust"));
+    out.extend(
+        export
+            .parse::<TokenStream>()
+            .expect("generated code is valid Rust"),
+    );
     out
 }
 
