@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """Load benchmark: the same hello component on Outpost and on `wasmtime serve`,
-plus a native hyper hello server as the ceiling, in one invocation.
+plus a native hyper hello server as the ceiling, in one invocation; then the
+proxy scenario: the same plain wasi:http component (tests/fixtures/fetcher)
+fetching a local origin (native-hello with a 1 KiB body) for each request,
+on Outpost and on `wasmtime serve`, with nginx `proxy_pass` (upstream
+keepalive) as the native ceiling.
 
-    python3 benches/load.py                 # full run (about 10 minutes)
+    python3 benches/load.py                 # full run (about 12 minutes)
     python3 benches/load.py --duration 5 --runs 1 --connections 64
+    python3 benches/load.py --scenarios proxy --runs 1
 
 Each server runs pinned to CPU 0, the load generator to CPU 1. HTTP/1.1 load
 comes from wrk (1, 64 and 256 connections), HTTP/2 (h2c prior knowledge) from
-h2load, for Outpost and native. Every number is the median of --runs runs.
+h2load, for Outpost and native. In the proxy scenario the origin shares CPU 1
+with wrk (64 connections); besides req/s and latency it reports how many
+connections the origin accepted and how many sockets were left in TIME_WAIT.
+Every number is the median of --runs runs.
 Missing tools are installed: wrk and h2load from Debian, wasmtime-cli from
 crates.io at the wasmtime version the runtime uses (a release build of about
 10 minutes, once, into target/bench-tools).
@@ -42,8 +50,10 @@ def run(cmd, **kwargs):
 def ensure_tools(wasmtime=True):
     """Installs wrk, h2load and taskset if missing, and wasmtime-cli unless
     `wasmtime` is false; returns the wasmtime binary's path."""
-    missing = [pkg for tool, pkg in [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux")]
-               if shutil.which(tool) is None]
+    tools = [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux"),
+             ("ss", "iproute2"), ("nginx", "nginx")]
+    missing = [pkg for tool, pkg in tools
+               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
         run(["apt-get", "update", "-qq"])
         run(["apt-get", "install", "-y", "-qq", *missing])
@@ -60,11 +70,16 @@ def ensure_tools(wasmtime=True):
 
 
 def build():
+    """Builds outpost, native-hello, and the hello and fetcher components;
+    returns their paths."""
     run(["cargo", "build", "--release", "-p", "outpost", "-p", "outpost-benches",
          "--bin", "outpost", "--bin", "native-hello"], cwd=ROOT)
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
          "--manifest-path", ROOT / "examples" / "Cargo.toml", "-p", "hello"])
-    return ROOT / "examples" / "target" / "wasm32-wasip2" / "release" / "hello.wasm"
+    run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
+         "--manifest-path", ROOT / "tests" / "fixtures" / "Cargo.toml", "-p", "fetcher"])
+    return (ROOT / "examples" / "target" / "wasm32-wasip2" / "release" / "hello.wasm",
+            ROOT / "tests" / "fixtures" / "target" / "wasm32-wasip2" / "release" / "fetcher.wasm")
 
 
 def free_port():
@@ -76,9 +91,11 @@ def free_port():
 class Server:
     """A server process pinned to SERVER_CPU, answering on `port`."""
 
-    def __init__(self, name, cmd, port, env=None, cpus=SERVER_CPU, host="bench", timeout=120):
+    def __init__(self, name, cmd, port, env=None, cpus=SERVER_CPU, host="bench", timeout=120,
+                 path="/"):
         self.name = name
         self.port = port
+        self.path = path
         self.log = open(ROOT / "target" / f"bench-{name}.log", "w")
         self.proc = subprocess.Popen(["taskset", "-c", cpus, *cmd], stdout=self.log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -88,7 +105,7 @@ class Server:
                 raise SystemExit(f"{name} exited early; see {self.log.name}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
                     reply = b""
                     while chunk := s.recv(65536):
                         reply += chunk
@@ -100,7 +117,7 @@ class Server:
         raise SystemExit(f"{name} did not answer on port {port}; see {self.log.name}")
 
     def url(self):
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def rss_mib(self):
         # taskset execs the server, so the pid is the server's.
@@ -156,21 +173,127 @@ def median(results, key):
     return statistics.median(r[key] for r in results)
 
 
+def nginx_proxy(port, origin_port):
+    """nginx on one worker, pinned to SERVER_CPU, proxying to the origin with
+    upstream keepalive: the native ceiling of the proxy scenario."""
+    prefix = ROOT / "target" / "bench-nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (prefix / "nginx.conf").write_text(f"""{user}worker_processes 1;
+daemon off;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return Server("nginx", [nginx, "-p", prefix, "-c", prefix / "nginx.conf"], port)
+
+
+def origin_accepted(origin):
+    with socket.create_connection(("127.0.0.1", origin.port), timeout=5) as s:
+        s.sendall(b"GET /accepted HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return int(reply.split(b"\r\n\r\n", 1)[1])
+
+
+def time_wait(port):
+    """Sockets to or from `port` in TIME_WAIT now."""
+    out = subprocess.run(["ss", "-tanH", "state", "time-wait"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if f":{port} " in line + " ")
+
+
+def proxy_scenario(args, servers, wasmtime, fetcher, release, cache):
+    """Each proxy in turn in front of one origin; returns results by name."""
+    origin_port = free_port()
+    origin = Server("origin", [release / "native-hello", "--listen", f"127.0.0.1:{origin_port}",
+                               "--body-bytes", "1024"], origin_port, cpus=LOAD_CPU)
+    path = f"/?url=http://127.0.0.1:{origin_port}/"
+    results = {}
+    try:
+        for name in servers:
+            port = free_port()
+            if name == "outpost":
+                server = Server(name, [args.outpost_bin or release / "outpost", "serve", fetcher,
+                                       "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
+                                       "--allow-outbound", f"http://127.0.0.1:{origin_port}",
+                                       "--allow-private", "127.0.0.0/8",
+                                       *args.outpost_args.split()],
+                                port, env={"RUST_LOG": "warn"}, path=path)
+            elif name == "serve":
+                server = Server(name, [wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{port}", fetcher],
+                                port, path=path)
+            elif name == "nginx":
+                server = nginx_proxy(port, origin_port)
+            else:
+                continue
+            try:
+                time.sleep(1)
+                before = origin_accepted(origin)
+                runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
+                entry = {k: median(runs, k) for k in ("rps", "p50", "p99", "p999", "errors", "rss")}
+                # The readiness probe and /accepted itself count one each.
+                entry["origin_connections"] = origin_accepted(origin) - before - 1
+                entry["time_wait"] = time_wait(origin_port)
+                results[name] = entry
+            finally:
+                server.stop()
+            # Let TIME_WAIT sockets of one proxy not count against the next.
+            time.sleep(2)
+    finally:
+        origin.stop()
+    return results
+
+
+def print_proxy(results, args):
+    print()
+    print(f"proxy scenario: fetcher component (or nginx proxy_pass) in front of a 1 KiB origin, "
+          f"wrk 64 connections, {args.duration}s x {args.runs} runs (medians)")
+    print(f"{'server':<9}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'errors':>8}{'origin conns':>14}{'TIME_WAIT':>11}")
+    for name, r in results.items():
+        print(f"{name:<9}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8.0f}"
+              f"{r['origin_connections']:>14}{r['time_wait']:>11}")
+    if "outpost" in results:
+        o = results["outpost"]
+        for name in ("serve", "nginx"):
+            if name in results:
+                print(f"Outpost/{name} {o['rps'] / results[name]['rps']:.2f}x req/s "
+                      f"(p99 {o['p99']:.0f} vs {results[name]['p99']:.0f} µs)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration; medians are reported (default 3)")
     parser.add_argument("--connections", default="1,64,256", help="wrk connection counts (default 1,64,256)")
-    parser.add_argument("--servers", default="native,outpost,serve", help="which servers (default all)")
+    parser.add_argument("--servers", default="native,outpost,serve,nginx",
+                        help="which servers (default all; nginx only proxies)")
+    parser.add_argument("--scenarios", default="hello,proxy", help="hello, proxy or both (default both)")
     parser.add_argument("--outpost-args", default="", help="extra `outpost serve` flags, e.g. --workers 1")
     parser.add_argument("--outpost-bin", type=Path, help="another outpost binary, to compare builds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     servers = args.servers.split(",")
+    scenarios = args.scenarios.split(",")
 
     wasmtime = ensure_tools() if "serve" in servers else None
-    hello = build()
+    if wasmtime is None:
+        ensure_tools(wasmtime=False)
+    hello, fetcher = build()
     release = ROOT / "target" / "release"
     cache = ROOT / "target" / "bench-cache"
 
@@ -187,7 +310,9 @@ def main():
         raise SystemExit(f"unknown server {name}")
 
     results = {}
-    for name in servers:
+    for name in servers if "hello" in scenarios else []:
+        if name == "nginx":
+            continue
         server = start(name)
         try:
             time.sleep(1)
@@ -202,6 +327,8 @@ def main():
             results[name] = entry
         finally:
             server.stop()
+
+    proxy = proxy_scenario(args, servers, wasmtime, fetcher, release, cache) if "proxy" in scenarios else {}
 
     print()
     print(f"hello component, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
@@ -234,8 +361,10 @@ def main():
             print(line)
         if "native" in results and results["outpost"]["h2"]:
             print(f"HTTP/2: Outpost/native {results['outpost']['h2']['rps'] / results['native']['h2']['rps']:.2f}x")
+    if proxy:
+        print_proxy(proxy, args)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"hello": results, "proxy": proxy}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 //! The ceiling of the front end: a native hyper server answering the same
 //! bytes as `examples/hello`, with the same hyper-util auto (HTTP/1.1 + h2c)
-//! builder Outpost uses, on one current-thread runtime. Used by `load.sh`.
+//! builder Outpost uses, on one current-thread runtime. Used by `load.py`,
+//! also as the origin of its proxy scenario.
 //!
-//! `native-hello --listen 127.0.0.1:0` prints `listening on http://ADDR`.
+//! `native-hello --listen 127.0.0.1:0 [--body-bytes N]` prints
+//! `listening on http://ADDR`. With `--body-bytes`, the body is padded to N
+//! bytes. `GET /accepted` answers how many connections it accepted.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,14 +14,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const BODY: &[u8] = b"Hello from Outpost!\n";
 
 fn main() -> std::io::Result<()> {
-    let listen = std::env::args()
-        .skip_while(|arg| arg != "--listen")
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8081".into());
+    let arg = |name: &str| std::env::args().skip_while(|arg| arg != name).nth(1);
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8081".into());
+    let mut body = BODY.to_vec();
+    if let Some(size) = arg("--body-bytes") {
+        let size: usize = size.parse().expect("--body-bytes takes a number");
+        body.resize(size.max(BODY.len()), b'x');
+    }
+    let body = Bytes::from(body);
+    let accepted = Arc::new(AtomicUsize::new(0));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -29,16 +39,26 @@ fn main() -> std::io::Result<()> {
         let builder = auto::Builder::new(TokioExecutor::new());
         loop {
             let (stream, _) = listener.accept().await?;
+            accepted.fetch_add(1, Ordering::Relaxed);
             stream.set_nodelay(true)?;
             let builder = builder.clone();
+            let body = body.clone();
+            let accepted = accepted.clone();
             tokio::spawn(async move {
-                let service = service_fn(|_request| async {
-                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
-                    response.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-                    );
-                    Ok::<_, Infallible>(response)
+                let service = service_fn(move |request: hyper::Request<_>| {
+                    let body = if request.uri().path() == "/accepted" {
+                        Bytes::from(accepted.load(Ordering::Relaxed).to_string())
+                    } else {
+                        body.clone()
+                    };
+                    async move {
+                        let mut response = hyper::Response::new(Full::new(body));
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)

@@ -261,8 +261,20 @@ impl App {
         match response {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => {
+                use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+                let timed_out = matches!(
+                    code,
+                    ErrorCode::DnsTimeout
+                        | ErrorCode::ConnectionTimeout
+                        | ErrorCode::ConnectionReadTimeout
+                        | ErrorCode::ConnectionWriteTimeout
+                        | ErrorCode::HttpResponseTimeout
+                );
                 // The code may carry a guest-chosen message of any length.
-                let failure = Failure::Guest(printable_capped(format_args!("{code:?}"), 512));
+                let failure = Failure::Upstream {
+                    code: printable_capped(format_args!("{code:?}"), 512),
+                    timed_out,
+                };
                 self.inner.log_failure(request_id, &failure);
                 Err(failure)
             }

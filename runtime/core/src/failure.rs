@@ -133,8 +133,14 @@ pub enum Failure {
     WallTime(Duration),
     /// The guest returned without setting a response.
     NoResponse,
-    /// The guest answered the request with a `wasi:http` error code.
-    Guest(String),
+    /// The guest answered the request with a `wasi:http` error code: as a
+    /// gateway does, usually passing on a failed upstream request.
+    Upstream {
+        /// The code, as text (capped).
+        code: String,
+        /// Whether it is a timeout code (504 rather than 502).
+        timed_out: bool,
+    },
     /// Something went wrong in the host.
     Internal(String),
 }
@@ -148,7 +154,10 @@ impl Failure {
             | Self::Memory(_)
             | Self::Resources(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::WallTime(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Guest(_) => StatusCode::BAD_GATEWAY,
+            Self::Upstream {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Trap(_) | Self::NoResponse | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -191,7 +200,10 @@ impl Failure {
                 format!("the handler did not finish within {} ms", limit.as_millis())
             }
             Self::NoResponse => "the handler returned without setting a response".to_owned(),
-            Self::Guest(_) => "the handler failed with an error".to_owned(),
+            Self::Upstream {
+                timed_out: true, ..
+            } => "the handler's upstream request timed out".to_owned(),
+            Self::Upstream { .. } => "the handler failed with an upstream error".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -201,7 +213,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Trap(detail) => write!(f, "guest trapped: {detail}"),
-            Self::Guest(code) => write!(f, "guest answered with error code {code}"),
+            Self::Upstream { code, .. } => write!(f, "guest answered with error code {code}"),
             Self::Internal(detail) => write!(f, "host error: {detail}"),
             Self::CpuTime { limit, used } => write!(
                 f,
@@ -230,7 +242,10 @@ mod tests {
             Failure::Resources(2048),
             Failure::WallTime(Duration::from_secs(30)),
             Failure::NoResponse,
-            Failure::Guest("internal-error".into()),
+            Failure::Upstream {
+                code: "internal-error".into(),
+                timed_out: false,
+            },
         ];
         for failure in failures {
             assert!(failure.status().is_server_error(), "{failure}");
@@ -243,5 +258,10 @@ mod tests {
         assert_eq!(overloaded.status(), 503);
         assert_eq!(overloaded.retry_after(), Some(1));
         assert!(overloaded.public_reason().contains("8 instances"));
+        let timed_out = Failure::Upstream {
+            code: "ConnectionReadTimeout".into(),
+            timed_out: true,
+        };
+        assert_eq!(timed_out.status(), 504);
     }
 }
