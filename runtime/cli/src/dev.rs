@@ -40,6 +40,9 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
     // The dev server is a node with the default maxima, like production.
     let maxima = Limits::node_maxima();
+    // The sources as they are before the first build: a file saved while
+    // it runs, or before the watcher starts, is a change.
+    let built_from = snapshot(&project.dir);
     let manifest = project.manifest(&maxima)?;
     let component = project.build()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -68,7 +71,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     };
     std::thread::Builder::new()
         .name("outpost-dev-watch".into())
-        .spawn(move || reloader.watch())?;
+        .spawn(move || reloader.watch(built_from))?;
     node.run(shutdown_signal())
 }
 
@@ -77,15 +80,16 @@ struct Reloader {
     table: Arc<AppTable>,
     runtime: Arc<outpost_core::Runtime>,
     /// The app's name as served now (the manifest may rename it).
-    name: String,
+    name: outpost_store::AppName,
 }
 
 impl Reloader {
-    fn watch(mut self) {
+    /// Rebuilds whenever the sources differ from `seen`, the snapshot the
+    /// serving version was built from.
+    fn watch(mut self, mut seen: BTreeMap<PathBuf, (SystemTime, u64)>) {
         // The build's own output is not in the snapshot (target/, and
         // Cargo.lock, which cargo rewrites), so a build never triggers
         // another one; what was saved during a build triggers the next.
-        let mut seen = snapshot(&self.project.dir);
         loop {
             std::thread::sleep(POLL);
             let mut now = snapshot(&self.project.dir);

@@ -7,6 +7,7 @@
 //! bad outpost.toml or node.toml); 3 the node refused the token (401/403).
 
 mod dev;
+mod dirs;
 mod exit;
 mod project;
 mod remote;

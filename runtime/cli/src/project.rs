@@ -27,7 +27,7 @@ pub(crate) struct NewArgs {
 }
 
 pub(crate) fn new(args: &NewArgs) -> anyhow::Result<()> {
-    outpost_store::check_app_name(&args.name).map_err(|err| exit::usage(err.to_string()))?;
+    outpost_store::AppName::parse(&args.name).map_err(|err| exit::usage(err.to_string()))?;
     let dir = PathBuf::from(&args.name);
     if dir.exists() {
         return Err(exit::usage(format!(

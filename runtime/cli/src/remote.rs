@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use outpost_core::{Limits, printable};
 use outpost_server::MANIFEST_HEADER;
+use outpost_store::AppName;
 use serde_json::Value;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -287,7 +288,7 @@ pub(crate) fn token_new(args: &TokenArgs) -> anyhow::Result<()> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut secret))
         .context("cannot read /dev/urandom")?;
-    let token = format!("op_{}", hex(&secret));
+    let token = format!("op_{}", outpost_host::hex(&secret));
     let hash = outpost_store::sha256_hex(token.as_bytes());
     let scopes: Vec<String> = args
         .scopes
@@ -312,17 +313,10 @@ fn short_sha(sha256: &Value) -> &str {
     sha256.get(..12).unwrap_or(sha256)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// The app named on the command line, or the one of ./outpost.toml.
-fn app_name(app: Option<&str>) -> anyhow::Result<String> {
+fn app_name(app: Option<&str>) -> anyhow::Result<AppName> {
     match app {
-        Some(app) => {
-            outpost_store::check_app_name(app).map_err(|err| exit::usage(err.to_string()))?;
-            Ok(app.to_owned())
-        }
+        Some(app) => Ok(AppName::parse(app).map_err(|err| exit::usage(err.to_string()))?),
         None => Ok(Project::open(Path::new("."))
             .map_err(|_| exit::usage("name the app, or run this in its project directory"))?
             .manifest(&Limits::unbounded())?
@@ -339,13 +333,10 @@ struct CliConfig {
 }
 
 fn cli_config() -> anyhow::Result<CliConfig> {
-    let Some(base) = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-    else {
+    let Some(dir) = crate::dirs::xdg("XDG_CONFIG_HOME", ".config") else {
         return Ok(CliConfig::default());
     };
-    let path = base.join("outpost/config.toml");
+    let path = dir.join("config.toml");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             toml::from_str(&text).map_err(|err| exit::usage(format!("{}: {err}", path.display())))

@@ -126,19 +126,10 @@ pub(crate) async fn shutdown_signal() {
 /// relative to wherever the node was started: the cache holds machine code
 /// the node runs.
 pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|home| !home.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
-        })
-        .ok_or_else(|| {
-            crate::exit::usage(
-                "no directory for precompiled components: neither XDG_CACHE_HOME nor HOME is set; \
-                 give one with --cache-dir or OUTPOST_CACHE_DIR (or cache_dir in node.toml)",
-            )
-        })?;
-    Ok(base.join("outpost"))
+    crate::dirs::xdg("XDG_CACHE_HOME", ".cache").ok_or_else(|| {
+        crate::exit::usage(
+            "no directory for precompiled components: neither XDG_CACHE_HOME nor HOME is set; \
+             give one with --cache-dir or OUTPOST_CACHE_DIR (or cache_dir in node.toml)",
+        )
+    })
 }

@@ -1,4 +1,5 @@
 use crate::cpu::Metered;
+use crate::deadline::within;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
 use crate::limits::LimitedBody;
 use crate::state::{MAX_RESOURCES, RequestState};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -156,7 +158,10 @@ impl App {
             };
             (summary, Instant::now())
         });
-        let result = self.serve(request, meta).await;
+        // One span per request (debug level: free unless enabled), entered
+        // whenever the guest runs, and so around every host call it makes.
+        let span = tracing::debug_span!("request", id = %request_id, app = &*self.inner.name);
+        let result = self.serve(request, meta).instrument(span).await;
         let stats = &self.inner.stats;
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
@@ -241,10 +246,11 @@ impl App {
         let response = match answer {
             Answer::Sent(Ok(response)) => {
                 let inner = self.inner.clone();
-                tokio::spawn(async move {
+                let finish = async move {
                     let (_, spent) = guest.await;
                     inner.retire(spent);
-                });
+                };
+                tokio::spawn(finish.instrument(tracing::Span::current()));
                 Ok(response)
             }
             // The guest dropped the response outparam without answering;
@@ -499,21 +505,4 @@ where
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, request, response_out)
         .await
-}
-
-/// `future`'s output, or `None` if it takes longer than `limit`. The timer
-/// is armed only when the first poll does not finish the future: most guests
-/// answer within one poll, and then pay nothing for the wall-clock limit.
-pub(crate) async fn within<F: Future>(limit: std::time::Duration, future: F) -> Option<F::Output> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut future = std::pin::pin!(future);
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
 }

@@ -72,9 +72,9 @@ pub enum LoadError {
     #[error(
         "{path}: {reason}\n  a component may contain at most {} core instances, {} memories \
          and {} tables; the app's memory limit applies to all its memories together",
-        crate::runtime::MAX_CORE_INSTANCES_PER_COMPONENT,
-        crate::runtime::MAX_MEMORIES_PER_COMPONENT,
-        crate::runtime::MAX_TABLES_PER_COMPONENT
+        crate::limits::MAX_CORE_INSTANCES_PER_COMPONENT,
+        crate::limits::MAX_MEMORIES_PER_COMPONENT,
+        crate::limits::MAX_TABLES_PER_COMPONENT
     )]
     TooBig {
         /// The component file.

@@ -8,8 +8,8 @@
 //! them at most the node's `instance_wait`; past it, it is refused (503).
 
 use crate::RequestMeta;
-use crate::app::within;
 use crate::cpu::Metered;
+use crate::deadline::within;
 use crate::state::RequestState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

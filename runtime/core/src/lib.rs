@@ -10,6 +10,7 @@
 
 mod app;
 mod cpu;
+mod deadline;
 mod failure;
 mod guest_log;
 mod instance;
@@ -22,13 +23,12 @@ mod tail;
 pub use app::{App, AppStats, ResponseBody};
 pub use failure::{Failure, LoadError};
 pub use instance::Saturated;
-pub use limits::Limits;
+pub use limits::{
+    Limits, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
+};
 pub use outpost_host::{RequestId, RequestMeta, printable, printable_capped};
 pub use precompile::Provenance;
-pub use runtime::{
-    AppSpec, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
-    MAX_TABLES_PER_COMPONENT, Runtime, RuntimeConfig,
-};
+pub use runtime::{AppSpec, Runtime, RuntimeConfig};
 pub use tail::TailEvent;
 
 /// The error a request body handed to [`App::handle`] may fail with; the

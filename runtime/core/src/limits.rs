@@ -5,6 +5,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// What one component may contain (each is a per-slot maximum of the pooling
+/// allocator; a component over one is refused at load). Rust std components
+/// (see tests/fixtures) have one memory, one or two tables and a handful of
+/// core instances (main module, adapter shims, fixups): these leave room for
+/// components made of a few modules, and stop one that instantiates a module
+/// many times from taking many pool slots' worth of memory.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
 /// What one request of an app may use. Defaults follow the platforms handler
 /// authors know (Cloudflare Workers, Fastly Compute); a node's maxima (see
 /// [`Limits::node_maxima`]) bound what an app may ask for.

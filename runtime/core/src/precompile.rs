@@ -9,6 +9,7 @@
 //! `/tmp` has).
 
 use crate::LoadError;
+use outpost_host::hex;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -276,10 +277,6 @@ fn check_is_component(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
              components of the WebAssembly component model",
         )),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

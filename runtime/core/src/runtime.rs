@@ -1,5 +1,8 @@
 use crate::app::App;
 use crate::instance::InstancePool;
+use crate::limits::{
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
+};
 use crate::precompile::{PrecompileCache, Provenance};
 use crate::state::RequestState;
 use crate::tail::{TailEvent, Tails};
@@ -18,18 +21,6 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 /// other requests on its worker thread: one engine-wide ticker thread
 /// advances the epoch this often.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-/// What one component may contain (each is a per-slot maximum of the pooling
-/// allocator; a component over one is refused at load). Rust std components
-/// (see tests/fixtures) have one memory, one or two tables and a handful of
-/// core instances (main module, adapter shims, fixups): these leave room for
-/// components made of a few modules, and stop one that instantiates a module
-/// many times from taking many pool slots' worth of memory.
-pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
-pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
-/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
-pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// Dirty linear-memory bytes per pool slot reset in place (and kept
 /// resident) after a request, instead of decommitted.

@@ -15,7 +15,7 @@ pub mod fetch;
 mod meta;
 mod request_id;
 
-pub use escape::{printable, printable_capped};
+pub use escape::{hex, printable, printable_capped};
 pub use meta::RequestMeta;
 pub use request_id::RequestId;
 

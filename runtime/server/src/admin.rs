@@ -28,6 +28,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use outpost_core::{Limits, Runtime};
+use outpost_store::AppName;
 use outpost_store::{AppStore, Staging, StoreError, Version};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -143,15 +144,17 @@ impl Admin {
             (&Method::GET, ["v1", "apps", app, "versions"]) => {
                 async {
                     self.tokens.authorize(request.headers(), Scope::Read)?;
-                    Ok(json_response(StatusCode::OK, &self.versions(app).await?))
+                    let app = AppName::parse(app)?;
+                    Ok(json_response(StatusCode::OK, &self.versions(&app).await?))
                 }
                 .await
             }
             (&Method::GET, ["v1", "apps", app, "tail"]) => {
                 async {
                     self.tokens.authorize(request.headers(), Scope::Read)?;
-                    self.check_exists(app).await?;
-                    Ok(sse::tail(&self.runtime, app))
+                    let app = AppName::parse(app)?;
+                    self.check_exists(&app).await?;
+                    Ok(sse::tail(&self.runtime, &app))
                 }
                 .await
             }
@@ -212,12 +215,17 @@ impl Admin {
         let peer = front::peer_of(&request);
         let (parts, body) = request.into_parts();
         let (action, app) = mutation.describe();
-        if let Err(invalid) = outpost_store::check_app_name(app) {
-            // Not audited: nothing can happen to an app that cannot exist,
-            // and a client-chosen 64 KiB name has no place in the log.
-            drain(body, self.max_upload).await;
-            return Err(invalid.into());
-        }
+        let app = match AppName::parse(app) {
+            Ok(app) => app,
+            Err(invalid) => {
+                // Not audited: nothing can happen to an app that cannot
+                // exist, and a client-chosen 64 KiB name has no place in
+                // the log.
+                drain(body, self.max_upload).await;
+                return Err(invalid.into());
+            }
+        };
+        let app = &app;
         let who = match self
             .tokens
             .identify(&parts.headers)
@@ -241,10 +249,10 @@ impl Admin {
             .with_status(StatusCode::SERVICE_UNAVAILABLE));
         }
         let result = match &mutation {
-            Mutation::Upload(app) => self.upload(app, &who, &parts.headers, body).await,
-            Mutation::Activate(app, version) => self.activate(app, *version).await,
-            Mutation::Rollback(app, to) => self.rollback(app, to.as_deref()).await,
-            Mutation::Delete(app) => self.delete(app).await,
+            Mutation::Upload(_) => self.upload(app, &who, &parts.headers, body).await,
+            Mutation::Activate(_, version) => self.activate(app, *version).await,
+            Mutation::Rollback(_, to) => self.rollback(app, to.as_deref()).await,
+            Mutation::Delete(_) => self.delete(app).await,
         };
         let (status, outcome) = match &result {
             Ok((status, value)) => (*status, value.clone()),
@@ -343,7 +351,7 @@ impl Admin {
         }))
     }
 
-    async fn versions(&self, app: &str) -> Result<Value, ApiError> {
+    async fn versions(&self, app: &AppName) -> Result<Value, ApiError> {
         let store = self.store.lock().await;
         let versions = store.versions(app)?;
         if versions.is_empty() {
@@ -373,7 +381,7 @@ impl Admin {
     /// Validates and stores an upload as a new, inactive version.
     async fn upload(
         &self,
-        app: &str,
+        app: &AppName,
         who: &Authorized,
         headers: &http::HeaderMap,
         body: Incoming,
@@ -395,7 +403,7 @@ impl Admin {
         let manifest_text = manifest_of(headers)?;
         let manifest = AppManifest::parse(Path::new(MANIFEST_FILE), &manifest_text, &self.maxima)
             .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
-        if manifest.name != app {
+        if manifest.name != *app {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -489,7 +497,7 @@ impl Admin {
 
     async fn activate(
         &self,
-        app: &str,
+        app: &AppName,
         version: Option<u64>,
     ) -> Result<(StatusCode, Value), ApiError> {
         let Some(version) = version else {
@@ -504,8 +512,7 @@ impl Admin {
     }
 
     /// 404 unless `app` is served or stored.
-    async fn check_exists(&self, app: &str) -> Result<(), ApiError> {
-        outpost_store::check_app_name(app)?;
+    async fn check_exists(&self, app: &AppName) -> Result<(), ApiError> {
         if self.table.get(app).is_some() || !self.store.lock().await.versions(app)?.is_empty() {
             return Ok(());
         }
@@ -533,7 +540,11 @@ impl Admin {
         Ok(())
     }
 
-    async fn rollback(&self, app: &str, to: Option<&str>) -> Result<(StatusCode, Value), ApiError> {
+    async fn rollback(
+        &self,
+        app: &AppName,
+        to: Option<&str>,
+    ) -> Result<(StatusCode, Value), ApiError> {
         self.refuse_config_app(app)?;
         let store = self.store.lock().await;
         let target = match to {
@@ -575,7 +586,7 @@ impl Admin {
     async fn switch_to(
         &self,
         store: &AppStore,
-        app: &str,
+        app: &AppName,
         version: u64,
     ) -> Result<(StatusCode, Value), ApiError> {
         let record = store.version(app, version)?.ok_or_else(|| {
@@ -586,7 +597,7 @@ impl Admin {
         })?;
         let runtime = self.runtime.clone();
         let blob = store.blob_path(&record.sha256);
-        let name = app.to_owned();
+        let name = app.clone();
         let maxima = self.maxima.clone();
         let served = tokio::task::spawn_blocking(move || {
             load_version(&runtime, &maxima, &name, &blob, &record)
@@ -613,7 +624,7 @@ impl Admin {
         ))
     }
 
-    async fn delete(&self, app: &str) -> Result<(StatusCode, Value), ApiError> {
+    async fn delete(&self, app: &AppName) -> Result<(StatusCode, Value), ApiError> {
         self.refuse_config_app(app)?;
         let store = self.store.lock().await;
         let removed = self.table.remove(app).is_some();
@@ -744,7 +755,7 @@ fn load_active(
     maxima: &Limits,
     store: &AppStore,
     table: &AppTable,
-    name: &str,
+    name: &AppName,
 ) -> Result<Option<Served>, String> {
     let Some(version) = store.active(name).map_err(|err| err.to_string())? else {
         return Ok(None);
@@ -770,7 +781,7 @@ fn load_active(
 fn load_version(
     runtime: &Runtime,
     maxima: &Limits,
-    app: &str,
+    app: &AppName,
     blob: &Path,
     version: &Version,
 ) -> Result<Served, (StatusCode, String)> {
@@ -781,7 +792,7 @@ fn load_version(
                 format!("stored manifest: {err}"),
             )
         })?;
-    if manifest.name != app {
+    if manifest.name != *app {
         return Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the stored manifest names app {:?}", manifest.name),

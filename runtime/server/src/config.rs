@@ -5,6 +5,7 @@ use crate::manifest::{AppManifest, RawApp};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits, RuntimeConfig};
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
+use outpost_store::AppName;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
@@ -188,10 +189,19 @@ impl NodeConfig {
     /// A node serving one component on every host and path: what
     /// `outpost serve app.wasm` runs.
     pub fn single(component: PathBuf, listen: SocketAddr, cache_dir: PathBuf) -> Self {
-        let name = component.file_stem().map_or_else(
-            || "app".to_owned(),
-            |stem| stem.to_string_lossy().into_owned(),
-        );
+        // The file's stem, made a valid app name (`raw_wasi_http.wasm`
+        // serves as app `raw-wasi-http`).
+        let stem = component
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let stem: String = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(63)
+            .collect();
+        let name = AppName::parse(stem.trim_start_matches('-'))
+            .unwrap_or_else(|_| AppName::parse("app").expect("\"app\" is a valid app name"));
         let maxima = Limits::node_maxima();
         Self {
             listen,
@@ -360,7 +370,7 @@ impl NodeConfig {
                     ),
                 ));
             }
-            outpost_store::check_app_name(&name).map_err(|err| ConfigError {
+            let checked = AppName::parse(&name).map_err(|err| ConfigError {
                 file: path.to_owned(),
                 line: None,
                 key: Some(format!("apps.{name}")),
@@ -370,7 +380,7 @@ impl NodeConfig {
             apps.push(AppConfig {
                 component: component_path,
                 manifest: AppManifest {
-                    name,
+                    name: checked,
                     routes: sections.routes,
                     limits: sections.limits,
                     outbound: sections.outbound,

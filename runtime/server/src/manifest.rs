@@ -22,6 +22,7 @@ use outpost_core::{AppSpec, Limits};
 use outpost_host::fetch::{
     BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
 };
+use outpost_store::AppName;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ pub const MANIFEST_FILE: &str = "outpost.toml";
 #[derive(Clone, Debug)]
 pub struct AppManifest {
     /// The app's name on a node: lowercase letters, digits, dashes.
-    pub name: String,
+    pub name: AppName,
     /// Which requests it serves.
     pub routes: Vec<Route>,
     /// Its per-request limits.
@@ -118,7 +119,7 @@ impl AppManifest {
                 message: "missing; add e.g. `name = \"hello\"`".into(),
             });
         };
-        outpost_store::check_app_name(name.get_ref())
+        let checked = AppName::parse(name.get_ref())
             .map_err(|err| at(name.span(), "name".into(), err.to_string()))?;
         if let Some(component) = &raw.component {
             return Err(at(
@@ -129,7 +130,7 @@ impl AppManifest {
         }
         let sections = raw.sections("", maxima, &at, file)?;
         Ok(Self {
-            name: name.into_inner(),
+            name: checked,
             routes: sections.routes,
             limits: sections.limits,
             outbound: sections.outbound,
@@ -140,7 +141,7 @@ impl AppManifest {
     /// What the runtime loads for this app, with `component` as its code.
     pub fn spec(&self, component: PathBuf) -> AppSpec {
         AppSpec {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             component,
             limits: self.limits.clone(),
             outbound: self.outbound.clone(),

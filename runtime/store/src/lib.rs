@@ -22,6 +22,7 @@ mod crash;
 
 pub use crash::crash_point;
 
+use outpost_host::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -154,12 +155,11 @@ impl AppStore {
     /// Does not activate it.
     pub fn record_version(
         &self,
-        app: &str,
+        app: &AppName,
         sha256: &str,
         manifest: &str,
         created_by: &str,
     ) -> Result<Version, StoreError> {
-        check_app_name(app)?;
         let blob = self.blob_path(sha256);
         let size = fs::metadata(&blob)
             .map_err(|_| StoreError::NotFound(format!("no stored component {sha256}")))?
@@ -194,7 +194,7 @@ impl AppStore {
     }
 
     /// Makes `version` the one `app` serves after a restart.
-    pub fn activate(&self, app: &str, version: u64) -> Result<Version, StoreError> {
+    pub fn activate(&self, app: &AppName, version: u64) -> Result<Version, StoreError> {
         let record = self
             .version(app, version)?
             .ok_or_else(|| StoreError::NotFound(format!("app {app} has no version {version}")))?;
@@ -208,8 +208,7 @@ impl AppStore {
     }
 
     /// The version `app` serves, if it has one.
-    pub fn active(&self, app: &str) -> Result<Option<Version>, StoreError> {
-        check_app_name(app)?;
+    pub fn active(&self, app: &AppName) -> Result<Option<Version>, StoreError> {
         let path = self.app_dir(app).join("active");
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -226,8 +225,7 @@ impl AppStore {
     }
 
     /// One version of `app`.
-    pub fn version(&self, app: &str, version: u64) -> Result<Option<Version>, StoreError> {
-        check_app_name(app)?;
+    pub fn version(&self, app: &AppName, version: u64) -> Result<Option<Version>, StoreError> {
         let path = self.versions_dir(app).join(format!("{version}.json"));
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -240,7 +238,7 @@ impl AppStore {
     }
 
     /// Every kept version of `app`, oldest first.
-    pub fn versions(&self, app: &str) -> Result<Vec<Version>, StoreError> {
+    pub fn versions(&self, app: &AppName) -> Result<Vec<Version>, StoreError> {
         let mut versions = Vec::new();
         for number in self.version_numbers(app)? {
             if let Some(version) = self.version(app, number)? {
@@ -251,7 +249,7 @@ impl AppStore {
     }
 
     /// Names of the apps with at least one version, sorted.
-    pub fn apps(&self) -> Result<Vec<String>, StoreError> {
+    pub fn apps(&self) -> Result<Vec<AppName>, StoreError> {
         let mut apps = Vec::new();
         let dir = self.apps_dir();
         for entry in
@@ -259,7 +257,9 @@ impl AppStore {
         {
             let entry = entry.map_err(io_error(format!("cannot list {}", dir.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if check_app_name(&name).is_ok() && !self.version_numbers(&name)?.is_empty() {
+            if let Ok(name) = AppName::parse(&name)
+                && !self.version_numbers(&name)?.is_empty()
+            {
                 apps.push(name);
             }
         }
@@ -268,8 +268,7 @@ impl AppStore {
     }
 
     /// Deletes an app and every version of it. False if there was none.
-    pub fn delete_app(&self, app: &str) -> Result<bool, StoreError> {
-        check_app_name(app)?;
+    pub fn delete_app(&self, app: &AppName) -> Result<bool, StoreError> {
         let dir = self.app_dir(app);
         if !dir.exists() {
             return Ok(false);
@@ -290,7 +289,7 @@ impl AppStore {
 
     /// Keeps the newest [`KEEP_VERSIONS`] versions of `app` and its active
     /// one; removes blobs no version refers to.
-    fn prune(&self, app: &str) -> Result<(), StoreError> {
+    fn prune(&self, app: &AppName) -> Result<(), StoreError> {
         let numbers = self.version_numbers(app)?;
         if numbers.len() <= KEEP_VERSIONS {
             return Ok(());
@@ -340,7 +339,6 @@ impl AppStore {
     }
 
     fn version_numbers(&self, app: &str) -> Result<Vec<u64>, StoreError> {
-        check_app_name(app)?;
         let dir = self.versions_dir(app);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -482,11 +480,6 @@ impl Staged {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Its sha256, hex.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
 }
 
 impl Drop for Staged {
@@ -496,31 +489,76 @@ impl Drop for Staged {
     }
 }
 
-/// App names become directory names and URL segments: lowercase letters,
-/// digits and dashes, starting with a letter or digit, at most 63 long.
-pub fn check_app_name(name: &str) -> Result<(), StoreError> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{name:?} is not a valid app name: use 1 to 63 lowercase letters, digits and dashes, not starting with a dash"
-        )))
+/// An app's name, checked: app names become directory names and URL
+/// segments, so they are 1 to 63 lowercase letters, digits and dashes, not
+/// starting with a dash. Every store operation takes one: a name is checked
+/// once, where it enters (a URL, a manifest, node.toml, the CLI).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct AppName(String);
+
+/// As the string it is: `"hello"`.
+impl std::fmt::Debug for AppName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl AppName {
+    /// `name`, if it is a valid app name; the error says what one is.
+    pub fn parse(name: &str) -> Result<Self, StoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            // Capped: a client-chosen name may be long.
+            let shown: String = name.chars().take(80).collect();
+            Err(StoreError::Invalid(format!(
+                "{shown:?} is not a valid app name: use 1 to 63 lowercase letters, digits and dashes, not starting with a dash"
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for AppName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AppName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for AppName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for AppName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
 /// sha256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or
@@ -582,6 +620,10 @@ fn now_unix_ms() -> u64 {
 mod tests {
     use super::*;
 
+    fn app(name: &str) -> AppName {
+        AppName::parse(name).unwrap()
+    }
+
     impl AppStore {
         fn stage(&self, bytes: &[u8]) -> Result<Staged, StoreError> {
             let mut staging = self.staging()?;
@@ -605,29 +647,29 @@ mod tests {
             "same bytes, same blob"
         );
         let v1 = store
-            .record_version("hello", &first, "name = \"hello\"", "ci")
+            .record_version(&app("hello"), &first, "name = \"hello\"", "ci")
             .unwrap();
         assert_eq!(v1.version, 1);
         assert_eq!(
-            store.active("hello").unwrap(),
+            store.active(&app("hello")).unwrap(),
             None,
             "recording does not activate"
         );
-        store.activate("hello", 1).unwrap();
-        assert_eq!(store.active("hello").unwrap().unwrap().sha256, first);
+        store.activate(&app("hello"), 1).unwrap();
+        assert_eq!(store.active(&app("hello")).unwrap().unwrap().sha256, first);
 
         for n in 2..=(KEEP_VERSIONS as u64 + 5) {
             let sha = store.put_blob(format!("component {n}").as_bytes()).unwrap();
             assert_eq!(
                 store
-                    .record_version("hello", &sha, "", "ci")
+                    .record_version(&app("hello"), &sha, "", "ci")
                     .unwrap()
                     .version,
                 n
             );
         }
         let kept: Vec<u64> = store
-            .versions("hello")
+            .versions(&app("hello"))
             .unwrap()
             .iter()
             .map(|v| v.version)
@@ -645,11 +687,11 @@ mod tests {
         );
         assert!(store.blob_path(&first).exists());
 
-        assert_eq!(store.apps().unwrap(), vec!["hello".to_owned()]);
-        assert!(store.delete_app("hello").unwrap());
+        assert_eq!(store.apps().unwrap(), vec![app("hello")]);
+        assert!(store.delete_app(&app("hello")).unwrap());
         assert!(store.apps().unwrap().is_empty());
         assert!(!store.blob_path(&first).exists());
-        assert!(!store.delete_app("hello").unwrap());
+        assert!(!store.delete_app(&app("hello")).unwrap());
     }
 
     #[test]
@@ -657,7 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AppStore::open(dir.path()).unwrap();
         let sha = store.put_blob(b"x").unwrap();
-        store.record_version("app", &sha, "", "ci").unwrap();
+        store.record_version(&app("app"), &sha, "", "ci").unwrap();
         let tmp = dir.path().join("apps/app/versions/.2.json.1-1.tmp");
         fs::write(&tmp, b"{half").unwrap();
         fs::create_dir_all(dir.path().join("apps/.deleted-old-1-1")).unwrap();
@@ -668,7 +710,7 @@ mod tests {
         assert!(!tmp.exists());
         assert!(!staged.exists());
         assert!(!dir.path().join("apps/.deleted-old-1-1").exists());
-        assert_eq!(store.versions("app").unwrap().len(), 1);
+        assert_eq!(store.versions(&app("app")).unwrap().len(), 1);
     }
 
     #[test]
@@ -699,10 +741,10 @@ mod tests {
     #[test]
     fn bad_app_names_are_refused() {
         for name in ["", "../etc", "Hello", "-x", "a/b", &"a".repeat(64)] {
-            assert!(check_app_name(name).is_err(), "{name:?}");
+            assert!(AppName::parse(name).is_err(), "{name:?}");
         }
         for name in ["a", "hello-world", "api2"] {
-            assert!(check_app_name(name).is_ok(), "{name:?}");
+            assert!(AppName::parse(name).is_ok(), "{name:?}");
         }
     }
 }

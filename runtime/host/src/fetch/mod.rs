@@ -428,7 +428,9 @@ impl WasiHttpHooks for FetchCtx {
         let cap = limits.response_body;
         let in_flight = self.in_flight.clone();
         let client = self.request.and_then(|request| request.client);
-        Box::new(async move {
+        // wasmtime runs this in a task of its own: it keeps the request's span.
+        let span = tracing::Span::current();
+        let send = async move {
             let permit = in_flight
                 .acquire_owned()
                 .await
@@ -459,7 +461,8 @@ impl WasiHttpHooks for FetchCtx {
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             result.map(|response| (response, done))
-        })
+        };
+        Box::new(tracing::Instrument::instrument(send, span))
     }
 }
 
