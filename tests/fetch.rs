@@ -135,7 +135,7 @@ fn the_allowlist_refuses_with_http_request_denied_and_one_log_line() {
         );
     }
     assert_eq!(origin.accepted(), 0);
-    assert!(node.wait_for_log("outbound request refused"));
+    assert!(node.wait_for_logs("outbound request refused", 3));
     let logs = node.logs();
     let refusal = logs
         .lines()

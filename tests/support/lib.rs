@@ -118,14 +118,7 @@ impl Outpost {
 
     /// Waits up to `timeout` for stdout to contain `needle` `count` times.
     pub fn wait_for_stdout(&self, needle: &str, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stdout().matches(needle).count() >= count {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        wait_for(&self.stdout, needle, count, timeout)
     }
 
     /// The address the server listens on.
@@ -167,13 +160,18 @@ impl Outpost {
     /// Waits up to 10 s for the log to contain `needle` (log lines are
     /// written by another process, a little after the response).
     pub fn wait_for_log(&self, needle: &str) -> bool {
-        wait_for(&self.stderr, needle, Duration::from_secs(10))
+        self.wait_for_logs(needle, 1)
+    }
+
+    /// Waits up to 10 s for the log to contain `needle` `count` times.
+    pub fn wait_for_logs(&self, needle: &str, count: usize) -> bool {
+        wait_for(&self.stderr, needle, count, Duration::from_secs(10))
     }
 
     /// Waits up to `timeout` for the log to contain `needle` (for what
     /// follows a build, say).
     pub fn wait_for_log_within(&self, needle: &str, timeout: Duration) -> bool {
-        wait_for(&self.stderr, needle, timeout)
+        wait_for(&self.stderr, needle, 1, timeout)
     }
 
     /// Kills the server (SIGKILL) and waits, so its files are closed before
@@ -247,12 +245,12 @@ impl Streaming {
 
     /// Waits up to 10 s for stdout to contain `needle`.
     pub fn wait_for_stdout(&self, needle: &str) -> bool {
-        wait_for(&self.stdout, needle, Duration::from_secs(10))
+        wait_for(&self.stdout, needle, 1, Duration::from_secs(10))
     }
 
     /// Waits up to 10 s for stderr to contain `needle`.
     pub fn wait_for_stderr(&self, needle: &str) -> bool {
-        wait_for(&self.stderr, needle, Duration::from_secs(10))
+        wait_for(&self.stderr, needle, 1, Duration::from_secs(10))
     }
 
     /// (stdout, stderr) so far.
@@ -271,10 +269,11 @@ impl Drop for Streaming {
     }
 }
 
-fn wait_for(text: &Mutex<String>, needle: &str, timeout: Duration) -> bool {
+/// Waits up to `timeout` for `text` to contain `needle` `count` times.
+fn wait_for(text: &Mutex<String>, needle: &str, count: usize, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if text.lock().unwrap().contains(needle) {
+        if text.lock().unwrap().matches(needle).count() >= count {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));

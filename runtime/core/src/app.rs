@@ -1,3 +1,4 @@
+use crate::bindings::HandlerPre;
 use crate::cpu::Metered;
 use crate::deadline::within;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
@@ -20,7 +21,6 @@ use tracing::Instrument as _;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// The body of a response produced by a guest, streamed as the guest writes
@@ -54,11 +54,11 @@ impl AppStats {
 }
 
 /// Loads an app's code on its first request (see [`crate::RuntimeConfig::lazy_load`]).
-pub(crate) type Loader = Box<dyn Fn() -> Result<ProxyPre<RequestState>, LoadError> + Send + Sync>;
+pub(crate) type Loader = Box<dyn Fn() -> Result<HandlerPre<RequestState>, LoadError> + Send + Sync>;
 
 struct AppInner {
     name: Arc<str>,
-    pre: OnceLock<ProxyPre<RequestState>>,
+    pre: OnceLock<HandlerPre<RequestState>>,
     /// Set when `pre` is filled on first use instead of at load.
     loader: Option<Loader>,
     limits: Limits,
@@ -87,7 +87,7 @@ impl App {
     /// its first request.
     pub(crate) fn new(
         name: &str,
-        code: Result<ProxyPre<RequestState>, Loader>,
+        code: Result<HandlerPre<RequestState>, Loader>,
         limits: Limits,
         fetch: (Arc<FetchService>, Arc<FetchPolicy>),
         pool: InstancePool,
@@ -487,7 +487,7 @@ impl AppInner {
 
 async fn run_guest<B>(
     instance: &mut Instance,
-    pre: &ProxyPre<RequestState>,
+    pre: &HandlerPre<RequestState>,
     request: http::Request<LimitedBody<B>>,
     scheme: Scheme,
     response_tx: oneshot::Sender<GuestResponse>,
@@ -496,12 +496,12 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let proxy = instance.proxy(pre).await?;
+    let handler = instance.handler(pre).await?;
     let store = &mut instance.store;
     let mut http = store.data_mut().http();
     let request = http.new_incoming_request(scheme, request)?;
     let response_out = http.new_response_outparam(response_tx)?;
-    proxy
+    handler
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, request, response_out)
         .await

@@ -8,6 +8,7 @@
 //! them at most the node's `instance_wait`; past it, it is refused (503).
 
 use crate::RequestMeta;
+use crate::bindings::{Handler, HandlerPre};
 use crate::cpu::Metered;
 use crate::deadline::within;
 use crate::state::RequestState;
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
-use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 /// The node's instance bound, shared by all apps.
 #[derive(Clone)]
@@ -144,7 +144,7 @@ impl Drop for Waiting<'_> {
 /// bounds on live instances stay exact.
 pub(crate) struct Instance {
     pub(crate) store: Store<RequestState>,
-    proxy: Option<Proxy>,
+    handler: Option<Handler>,
     _slot: Slot,
 }
 
@@ -153,7 +153,7 @@ impl Instance {
     pub(crate) fn cold(store: Store<RequestState>, slot: Slot) -> Self {
         Self {
             store,
-            proxy: None,
+            handler: None,
             _slot: slot,
         }
     }
@@ -172,9 +172,12 @@ impl Instance {
     }
 
     /// The instantiated component: made now unless it was made ahead.
-    pub(crate) async fn proxy(&mut self, pre: &ProxyPre<RequestState>) -> wasmtime::Result<Proxy> {
-        match self.proxy.take() {
-            Some(proxy) => Ok(proxy),
+    pub(crate) async fn handler(
+        &mut self,
+        pre: &HandlerPre<RequestState>,
+    ) -> wasmtime::Result<Handler> {
+        match self.handler.take() {
+            Some(handler) => Ok(handler),
             None => pre.instantiate_async(&mut self.store).await,
         }
     }
@@ -193,7 +196,7 @@ impl Warm {
     pub(crate) async fn make(
         slots: &Slots,
         store: Store<RequestState>,
-        pre: &ProxyPre<RequestState>,
+        pre: &HandlerPre<RequestState>,
         wall_time: Duration,
     ) -> Option<Self> {
         let (slot, budget) = slots.try_acquire_warm()?;
@@ -202,8 +205,8 @@ impl Warm {
         let meter = instance.store.data().cpu.clone();
         let instantiate = Metered::new(pre.instantiate_async(&mut instance.store), meter);
         match within(wall_time, instantiate).await {
-            Some(Ok(proxy)) => {
-                instance.proxy = Some(proxy);
+            Some(Ok(handler)) => {
+                instance.handler = Some(handler);
                 Some(Self {
                     instance,
                     _budget: budget,

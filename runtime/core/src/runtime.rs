@@ -1,4 +1,5 @@
 use crate::app::App;
+use crate::bindings::{self, HandlerPre};
 use crate::instance::InstancePool;
 use crate::limits::{
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often a running guest's CPU budget is checked and the guest yields to
 /// other requests on its worker thread: one engine-wide ticker thread
@@ -105,11 +105,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|err| anyhow::anyhow!("cannot create the wasmtime engine: {err:#}"))?;
         let mut linker = Linker::new(&engine);
-        // The whole outpost:edge/handler world: WASI p2 (sockets linked but
-        // denied, see RequestState) plus wasi:http.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))?;
+        bindings::add_to_linker(&mut linker)?;
         let cache = PrecompileCache::new(config.cache_dir.clone(), &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
@@ -221,7 +217,7 @@ impl Shared {
         &self,
         path: &Path,
         component: &Component,
-    ) -> Result<ProxyPre<RequestState>, LoadError> {
+    ) -> Result<HandlerPre<RequestState>, LoadError> {
         let instance_pre =
             self.linker
                 .instantiate_pre(component)
@@ -229,7 +225,7 @@ impl Shared {
                     path: path.to_owned(),
                     reason: format!("{err:#}"),
                 })?;
-        ProxyPre::new(instance_pre).map_err(|err| LoadError::Exports {
+        HandlerPre::new(instance_pre).map_err(|err| LoadError::Exports {
             path: path.to_owned(),
             reason: format!("{err:#}"),
         })
