@@ -1,0 +1,21 @@
+//! The edge cache's HTTP rules: RFC 9111 as a shared cache applies it,
+//! plus RFC 5861's `stale-while-revalidate` and `stale-if-error`.
+//!
+//! This is the first part of the cache service (issue #10): the rules
+//! alone, free of storage and I/O, so that the edge phase (a hit answered
+//! before any instance exists), fetches from handlers and the
+//! `outpost:edge/cache` interface all decide the same way. Directives are
+//! parsed once when a response is stored ([`ResponseDirectives`],
+//! [`Timing`]); a lookup is [`reuse`] on those and the request's
+//! [`RequestDirectives`].
+//!
+//! Why not `http-cache-semantics`: its `age()` ignores the response delay
+//! and `Date` (§4.2.3), it knows nothing of `stale-while-revalidate` or
+//! `stale-if-error`, and each lookup clones the stored header maps, which
+//! a hit path aiming at native speed cannot afford.
+
+mod directives;
+mod freshness;
+
+pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
+pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
