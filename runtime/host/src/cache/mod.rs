@@ -7,7 +7,9 @@
 //! `outpost:edge/cache` interface all decide the same way. Directives are
 //! parsed once when a response is stored ([`ResponseDirectives`],
 //! [`Timing`]); a lookup is [`reuse`] on those and the request's
-//! [`RequestDirectives`].
+//! [`RequestDirectives`]. Entries are found by a primary key ([`KeyRules`])
+//! and, among a resource's variants, by the secondary key its [`Vary`]
+//! selects.
 //!
 //! Why not `http-cache-semantics`: its `age()` ignores the response delay
 //! and `Date` (§4.2.3), it knows nothing of `stale-while-revalidate` or
@@ -16,6 +18,8 @@
 
 mod directives;
 mod freshness;
+mod key;
 
 pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
 pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
+pub use key::{KeyRules, Vary};
