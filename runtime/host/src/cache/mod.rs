@@ -9,7 +9,10 @@
 //! [`Timing`]); a lookup is [`reuse`] on those and the request's
 //! [`RequestDirectives`]. Entries are found by a primary key ([`KeyRules`])
 //! and, among a resource's variants, by the secondary key its [`Vary`]
-//! selects.
+//! selects. A hit then answers a client's own conditional
+//! ([`evaluate_conditional`]) and `Range` ([`answer_range`]) itself; a
+//! `304` from the origin freshens the stored fields ([`selects`],
+//! [`freshen`]); an unsafe request invalidates ([`invalidated`]).
 //!
 //! Why not `http-cache-semantics`: its `age()` ignores the response delay
 //! and `Date` (§4.2.3), it knows nothing of `stale-while-revalidate` or
@@ -18,8 +21,16 @@
 
 mod directives;
 mod freshness;
+mod invalidate;
 mod key;
+mod range;
+mod validate;
 
 pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
 pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
+pub use invalidate::invalidated;
 pub use key::{KeyRules, Vary};
+pub use range::{RangeAnswer, answer_range};
+pub use validate::{
+    Conditional, evaluate_conditional, freshen, selects, strip_hop_by_hop, strong_eq, weak_eq,
+};
