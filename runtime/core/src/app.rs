@@ -1,4 +1,3 @@
-use crate::bindings::HandlerPre;
 use crate::cpu::Metered;
 use crate::deadline::within;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
@@ -8,6 +7,7 @@ use crate::tail::{RequestSummary, Tail};
 use crate::{Failure, Limits, LoadError, RequestId, RequestMeta};
 use bytes::Bytes;
 use http_body::Body;
+use outpost_host::bindings::HandlerPre;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
 use std::future::Future;

@@ -8,10 +8,10 @@
 //! them at most the node's `instance_wait`; past it, it is refused (503).
 
 use crate::RequestMeta;
-use crate::bindings::{Handler, HandlerPre};
 use crate::cpu::Metered;
 use crate::deadline::within;
 use crate::state::RequestState;
+use outpost_host::bindings::{Handler, HandlerPre};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,5 +1,4 @@
 use crate::app::App;
-use crate::bindings::{self, HandlerPre};
 use crate::instance::InstancePool;
 use crate::limits::{
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
@@ -9,6 +8,7 @@ use crate::state::RequestState;
 use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
 use outpost_host::Services;
+use outpost_host::bindings::HandlerPre;
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|err| anyhow::anyhow!("cannot create the wasmtime engine: {err:#}"))?;
         let mut linker = Linker::new(&engine);
-        bindings::add_to_linker(&mut linker)?;
+        link_world(&mut linker)?;
         let cache = PrecompileCache::new(config.cache_dir.clone(), &engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
@@ -230,6 +230,15 @@ impl Shared {
             reason: format!("{err:#}"),
         })
     }
+}
+
+/// Links every interface the `outpost:edge/handler` world imports: WASI p2
+/// (sockets linked but denied, no preopens: see [`RequestState`]) and
+/// `wasi:http`, whose outgoing requests go to the app's fetch context.
+fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)
+        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
+        .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
 }
 
 impl Drop for Runtime {

@@ -10,6 +10,7 @@
 //! request's Store, the server builds the services and the edge phase uses
 //! them before any instance exists.
 
+pub mod bindings;
 pub mod cache;
 mod escape;
 pub mod fetch;

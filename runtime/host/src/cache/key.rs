@@ -28,6 +28,10 @@ pub struct KeyRules {
 /// holds.
 const SEP: u8 = 0;
 
+/// Stands for a field the request does not carry: a byte no header value
+/// holds.
+const ABSENT: u8 = 1;
+
 impl KeyRules {
     /// The primary key of a request for `uri` on `app` (GET and HEAD share
     /// it: a HEAD is answered from a stored GET).
@@ -156,6 +160,9 @@ impl Vary {
             key.push(b':');
             if *name == ACCEPT_ENCODING {
                 key.extend_from_slice(preferred_encoding(request).as_bytes());
+            } else if !request.contains_key(name) {
+                // Absent only matches absent (§4.1), never an empty value.
+                key.push(ABSENT);
             } else {
                 let mut first = true;
                 for item in request
@@ -339,8 +346,12 @@ mod tests {
         assert_eq!(a, b);
         let c = vary.secondary(&headers(&[("accept-language", "fr"), ("x-b", "1")]));
         assert_ne!(a, c);
-        // A missing field is a value of its own.
+        // A missing field is a value of its own, unlike an empty one.
         assert_ne!(a, vary.secondary(&headers(&[("x-b", "1")])));
+        assert_ne!(
+            vary.secondary(&headers(&[("accept-language", ""), ("x-b", "1")])),
+            vary.secondary(&headers(&[("x-b", "1")]))
+        );
         assert_eq!(
             Vary::of(&HeaderMap::new()).secondary(&HeaderMap::new()),
             Some(Vec::new())

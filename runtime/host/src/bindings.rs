@@ -4,14 +4,13 @@
 //! ([`HandlerPre`]) and called through it ([`Handler`]). Its `wasi:*` parts
 //! are mapped (`with:`) onto wasmtime-wasi's and wasmtime-wasi-http's own
 //! bindings, so their host implementations link as they are and a resource
-//! such as an incoming request is the same Rust type on both sides. An
-//! interface of Outpost's own (`outpost:edge/cache`, say) gets its `Host`
-//! trait generated here; its implementation lives in `outpost-host` and is
-//! linked in [`add_to_linker`], next to the WASI ones.
-
-use wasmtime::component::Linker;
-
-use crate::state::RequestState;
+//! such as an incoming request is the same Rust type on both sides.
+//!
+//! The bindings live here, next to the services, so that an interface of
+//! Outpost's own (`outpost:edge/cache`, say) gets its `Host` trait here and
+//! its implementation on the service's per-request context in this crate;
+//! `outpost-core` only adds it to the linker, with a getter into its
+//! per-request state.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -28,11 +27,3 @@ wasmtime::component::bindgen!({
         "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
     },
 });
-
-/// Links every interface the world imports: WASI p2 (sockets linked but
-/// denied, no preopens: see [`RequestState`]) and `wasi:http`.
-pub(crate) fn add_to_linker(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)
-        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
-        .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
-}
