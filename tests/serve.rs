@@ -122,7 +122,11 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
         .header("x-other", "value with spaces")
         .body(Full::new(Bytes::from(body.clone())))
         .unwrap();
-    let reply = client.send(request).await.unwrap();
+    // A cut response says why in the server's log (a limit, say).
+    let reply = client
+        .send(request)
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()));
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -157,7 +161,10 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     let request = http::Request::get(server.url("/binary"))
         .body(Full::new(Bytes::from(binary.clone())))
         .unwrap();
-    let reply = client.send(request).await.unwrap();
+    let reply = client
+        .send(request)
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()));
     assert_eq!(reply.status, 200);
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(echoed["method"], "GET");

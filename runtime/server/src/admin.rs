@@ -32,6 +32,7 @@ use outpost_store::AppName;
 use outpost_store::{AppStore, Staging, StoreError, Version};
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +129,11 @@ impl Admin {
         })
     }
 
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<AdminBody> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AdminBody> {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = request.method().clone();
@@ -159,20 +164,20 @@ impl Admin {
                 .await
             }
             (&Method::POST, ["v1", "apps", app, "versions"]) => {
-                self.mutate(request, Mutation::Upload((*app).to_owned()))
+                self.mutate(request, peer, Mutation::Upload((*app).to_owned()))
                     .await
             }
             (&Method::POST, ["v1", "apps", app, "versions", version, "activate"]) => {
                 let mutation = Mutation::Activate((*app).to_owned(), version.parse().ok());
-                self.mutate(request, mutation).await
+                self.mutate(request, peer, mutation).await
             }
             (&Method::POST, ["v1", "apps", app, "rollback"]) => {
                 let mutation =
                     Mutation::Rollback((*app).to_owned(), query_param(request.uri(), "to"));
-                self.mutate(request, mutation).await
+                self.mutate(request, peer, mutation).await
             }
             (&Method::DELETE, ["v1", "apps", app]) => {
-                self.mutate(request, Mutation::Delete((*app).to_owned()))
+                self.mutate(request, peer, Mutation::Delete((*app).to_owned()))
                     .await
             }
             (_, ["v1", "health" | "ready" | "apps" | "stats"])
@@ -210,9 +215,9 @@ impl Admin {
     async fn mutate(
         &self,
         request: Request<Incoming>,
+        peer: SocketAddr,
         mutation: Mutation,
     ) -> Result<Response<AdminBody>, ApiError> {
-        let peer = front::peer_of(&request);
         let (parts, body) = request.into_parts();
         let (action, app) = mutation.describe();
         let app = match AppName::parse(app) {
@@ -651,9 +656,9 @@ pub(crate) async fn serve(
 ) {
     let handler = {
         let admin = admin.clone();
-        move |request| {
+        move |request, peer| {
             let admin = admin.clone();
-            async move { admin.handle(request).await }
+            async move { admin.handle(request, peer).await }
         }
     };
     front::accept_loop(

@@ -9,8 +9,6 @@ mod conn;
 pub(crate) use caps::ConnectionCaps;
 pub(crate) use conn::{Deadlines, Driver};
 
-use conn::ClientAddr;
-
 use crate::config::HttpConfig;
 use crate::edge::{self, Edge, Refusal};
 use crate::table::AppTable;
@@ -23,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use outpost_core::{RequestId, RequestMeta, ResponseBody};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -132,9 +131,9 @@ pub(crate) async fn serve(
 ) {
     let handler = {
         let front = front.clone();
-        move |request| {
+        move |request, peer| {
             let front = front.clone();
-            async move { handle(&front, request).await }
+            async move { handle(&front, request, peer).await }
         }
     };
     accept_loop(
@@ -161,7 +160,7 @@ pub(crate) async fn accept_loop<F, Fut, B>(
     drain: Duration,
     what: &'static str,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -219,17 +218,16 @@ pub(crate) async fn accept_loop<F, Fut, B>(
     }
 }
 
-/// The address of the client that sent `request`.
-pub(crate) fn peer_of<B>(request: &Request<B>) -> Option<std::net::SocketAddr> {
-    request.extensions().get::<ClientAddr>().map(|addr| addr.0)
-}
-
 /// The first pause after a failed accept, doubled on each failure in a row.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after a failed accept.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(
+    front: &Front,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
     let request_id = RequestId::next();
     let admitted = match front.edge.admit(&front.table, request).await {
         Ok(admitted) => admitted,
@@ -237,7 +235,7 @@ async fn handle(front: &Front, request: Request<Incoming>) -> Response<ResponseB
     };
     let meta = RequestMeta {
         id: request_id,
-        client: peer_of(&admitted.request),
+        client: Some(peer),
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };

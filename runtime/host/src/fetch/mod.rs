@@ -37,7 +37,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error, RequestOptions, WasiBody, WasiHttpHooks,
+};
 
 /// Node-wide settings of outbound requests (`[outbound]` in node.toml).
 #[derive(Clone, Debug)]
@@ -369,6 +371,12 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for FetchCtx {
+    // The default asks `forbidden_header_filter`, which allocates an `Arc`
+    // per call: once for every header of every request and response.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,

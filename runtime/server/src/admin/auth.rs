@@ -161,13 +161,7 @@ impl Audit {
     /// Counts a refused mutation attempt; writes one line for it if none
     /// was written for `REFUSED_SAMPLE_INTERVAL`, with how many were
     /// refused meanwhile.
-    pub(crate) fn refused(
-        &self,
-        peer: Option<SocketAddr>,
-        action: &str,
-        app: &str,
-        status: StatusCode,
-    ) {
+    pub(crate) fn refused(&self, peer: SocketAddr, action: &str, app: &str, status: StatusCode) {
         self.refused.fetch_add(1, Ordering::Relaxed);
         let mut sample = self.sampled.lock().expect("audit sample lock");
         let now = Instant::now();
@@ -187,7 +181,7 @@ impl Audit {
             "action": action,
             "app": app,
             "status": status.as_u16(),
-            "client": peer.map(|peer| peer.ip().to_string()),
+            "client": peer.ip().to_string(),
             "refused_since_last_sample": unsampled,
         });
         if let Err(err) = self.append(&line) {

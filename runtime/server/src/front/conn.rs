@@ -49,10 +49,6 @@ pub(crate) struct Deadlines {
     pub(crate) send: Duration,
 }
 
-/// The client's address, in every request's extensions.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ClientAddr(pub(crate) SocketAddr);
-
 /// Serves connections with the same settings: the HTTP/1.1 and HTTP/2
 /// builders are made once per listener.
 pub(crate) struct Driver {
@@ -119,7 +115,7 @@ impl Driver {
         handler: F,
         mut shutdown: watch::Receiver<bool>,
     ) where
-        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<B>> + Send + 'static,
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -148,10 +144,9 @@ impl Driver {
             activity: activity.clone(),
         });
         let tracked = activity.clone();
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ClientAddr(peer));
+        let service = service_fn(move |request: Request<Incoming>| {
             let guard = RequestGuard::begin(&tracked);
-            let response = handler.clone()(request);
+            let response = handler.clone()(request, peer);
             async move {
                 let response = response.await;
                 Ok::<_, Infallible>(response.map(|body| TrackedBody {
