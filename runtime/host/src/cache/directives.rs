@@ -280,15 +280,7 @@ fn skip_to_comma(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(lines: &[(&'static str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        headers
-    }
+    use crate::cache::test_headers as headers;
 
     fn response(value: &str) -> ResponseDirectives {
         ResponseDirectives::of(&headers(&[("cache-control", value)]))

@@ -294,7 +294,6 @@ pub fn fields_to_strip(stored: &ResponseDirectives) -> impl Iterator<Item = &htt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     const T0: u64 = 1_700_000_000;
 
@@ -303,11 +302,11 @@ mod tests {
     }
 
     fn headers(lines: &[(&'static str, String)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        headers
+        let lines: Vec<(&'static str, &str)> = lines
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        crate::cache::test_headers(&lines)
     }
 
     fn date(seconds: u64) -> String {

@@ -72,20 +72,15 @@ fn same_origin_path(reference: &str, https: bool, host: &str, base: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn run(method: Method, status: u16, lines: &[(&'static str, &str)]) -> Vec<String> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
         invalidated(
             &method,
             StatusCode::from_u16(status).unwrap(),
             true,
             "example.com",
             "/items/7?x=1",
-            &headers,
+            &crate::cache::test_headers(lines),
         )
     }
 

@@ -5,6 +5,7 @@
 //! A key is bytes, built once per lookup; entries of different apps never
 //! share a key because the app's name comes first.
 
+use super::list;
 use http::header::{ACCEPT_ENCODING, COOKIE, HeaderName, VARY};
 use http::{HeaderMap, Uri};
 
@@ -124,14 +125,7 @@ impl Vary {
     /// lowercased and sorted so equal sets compare equal.
     pub fn of(headers: &HeaderMap) -> Self {
         let mut fields = Vec::new();
-        for token in headers
-            .get_all(VARY)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-        {
+        for token in list(headers, VARY) {
             if token == "*" {
                 return Self::Any;
             }
@@ -216,15 +210,7 @@ fn preferred_encoding(request: &HeaderMap) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(lines: &[(&'static str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        headers
-    }
+    use crate::cache::test_headers as headers;
 
     fn key(rules: &KeyRules, app: &str, uri: &str, lines: &[(&'static str, &str)]) -> Vec<u8> {
         rules.primary(

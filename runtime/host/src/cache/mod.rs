@@ -34,3 +34,26 @@ pub use range::{RangeAnswer, answer_range};
 pub use validate::{
     Conditional, evaluate_conditional, freshen, selects, strip_hop_by_hop, strong_eq, weak_eq,
 };
+
+/// The items of a list-valued field (RFC 9110 §5.6.1), across its lines,
+/// trimmed, empty ones dropped. Only for fields whose items hold no
+/// quoted commas (entity tags, field names).
+fn list(headers: &http::HeaderMap, name: http::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// A header map of `lines`, for the tests of every rule.
+#[cfg(test)]
+fn test_headers(lines: &[(&'static str, &str)]) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in lines {
+        headers.append(*name, http::HeaderValue::from_str(value).unwrap());
+    }
+    headers
+}

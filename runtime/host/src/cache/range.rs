@@ -111,15 +111,7 @@ fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(lines: &[(&'static str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        headers
-    }
+    use crate::cache::test_headers as headers;
 
     fn ranged(range: &str) -> RangeAnswer {
         answer_range(&headers(&[("range", range)]), &HeaderMap::new(), 100)

@@ -2,6 +2,7 @@
 //! response (RFC 9110 §13), and a stored response's header fields freshened
 //! by a `304 Not Modified` from the origin (RFC 9111 §3.2, §4.3.4).
 
+use super::list;
 use http::HeaderMap;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, ETAG, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
@@ -58,18 +59,6 @@ pub fn evaluate_conditional(request: &HeaderMap, stored: &HeaderMap) -> Conditio
         Some(modified) if modified <= since => Conditional::NotModified,
         _ => Conditional::Modified,
     }
-}
-
-/// The items of a list-valued field, across its lines, trimmed. Entity
-/// tags hold no commas, so splitting at them is exact.
-fn list(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
 }
 
 /// Weak comparison (RFC 9110 §8.8.3.2): equal opaque tags, `W/` ignored.
@@ -148,15 +137,7 @@ pub fn freshen(stored: &mut HeaderMap, not_modified: &HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(lines: &[(&'static str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in lines {
-            headers.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        headers
-    }
+    use crate::cache::test_headers as headers;
 
     const MON: &str = "Mon, 02 Jan 2023 10:00:00 GMT";
     const TUE: &str = "Tue, 03 Jan 2023 10:00:00 GMT";
