@@ -200,5 +200,10 @@ pub(crate) fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), S
         stream.write(&bytes[..len]).map_err(describe)?;
         bytes = &bytes[len..];
     }
-    stream.blocking_flush().map_err(describe)
+    // With a Content-Length announced, the host closes the stream as soon
+    // as it holds every byte: closed after the last write is success.
+    match stream.blocking_flush() {
+        Ok(()) | Err(StreamError::Closed) => Ok(()),
+        Err(err) => Err(describe(err)),
+    }
 }
