@@ -108,6 +108,19 @@ async fn guest_stdout_is_logged_with_the_id_of_the_request_that_printed_it() {
     }
 }
 
+/// Sends `request`; if the response is cut, fails showing the server's log,
+/// which says why (a limit, say).
+async fn send_or_show_log(
+    client: &HttpClient,
+    server: &Outpost,
+    request: http::Request<Full<Bytes>>,
+) -> outpost_tests::Reply {
+    client
+        .send(request)
+        .await
+        .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()))
+}
+
 #[tokio::test]
 async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     // Echoing 1 MiB as hex in JSON takes the guest tens of milliseconds of
@@ -128,11 +141,7 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
         .header("x-other", "value with spaces")
         .body(Full::new(Bytes::from(body.clone())))
         .unwrap();
-    // A cut response says why in the server's log (a limit, say).
-    let reply = client
-        .send(request)
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()));
+    let reply = send_or_show_log(&client, &server, request).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -167,10 +176,7 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
     let request = http::Request::get(server.url("/binary"))
         .body(Full::new(Bytes::from(binary.clone())))
         .unwrap();
-    let reply = client
-        .send(request)
-        .await
-        .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()));
+    let reply = send_or_show_log(&client, &server, request).await;
     assert_eq!(reply.status, 200);
     let echoed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(echoed["method"], "GET");
@@ -189,10 +195,7 @@ async fn echo_round_trips_method_path_query_headers_and_a_1mib_body() {
         let request = http::Request::get(server.url("/binary"))
             .body(Full::new(Bytes::from(binary.clone())))
             .unwrap();
-        let reply = client
-            .send(request)
-            .await
-            .unwrap_or_else(|err| panic!("{err:#}\nserver log:\n{}", server.logs()));
+        let reply = send_or_show_log(&client, &server, request).await;
         assert_eq!(reply.status, 200);
     }
     // Guest output reaches the log a moment after the response.

@@ -5,8 +5,9 @@
 //! host interface of the `outpost:edge/handler` world, the epoch ticker, and
 //! the on-disk cache of precompiled components. [`Runtime::load_app`] turns a
 //! component file into an [`App`]: compiled once, imports resolved and types
-//! checked once against the `outpost:edge/handler` world (`HandlerPre`). [`App::handle`] then serves each request in a
-//! fresh, isolated instance bounded by the app's [`Limits`].
+//! checked once against the `outpost:edge/handler` world (`HandlerPre`).
+//! [`App::handle`] then serves each request in a fresh, isolated instance
+//! bounded by the app's [`Limits`].
 
 mod app;
 mod cpu;
