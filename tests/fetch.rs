@@ -478,15 +478,14 @@ fn backends_balance_retry_eject_and_rejoin() {
         "{stats}"
     );
 
-    // Every endpoint down: the guest learns it at once.
+    // Every endpoint down: the guest learns it without a connection
+    // attempt (which would have said ConnectionRefused).
     origins.clear();
     wait_until("every endpoint is down", || {
         endpoint_states(&node).iter().all(|state| state == "down")
     });
-    let started = Instant::now();
     let reply = fetch(&node, users);
     assert_eq!(reply.text(), "error: ErrorCode::DestinationUnavailable");
-    assert!(started.elapsed() < Duration::from_secs(1));
 
     // A name the app does not declare is refused.
     let reply = fetch(&node, "url=http://orders.backend.internal/");
