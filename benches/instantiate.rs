@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use outpost_core::{AppSpec, Limits, RequestMeta, Runtime, RuntimeConfig};
 use outpost_host::Services;
+use outpost_host::cache::CacheConfig;
 use outpost_host::fetch::FetchConfig;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ fn main() {
         arg("--component").unwrap_or_else(|| outpost_tests::artifacts::HELLO.to_owned());
 
     let cache = tempfile_dir();
-    let services = Services::new(&FetchConfig::default()).expect("services start");
+    let services =
+        Services::new(&FetchConfig::default(), &CacheConfig::default()).expect("services start");
     let runtime =
         Runtime::new(RuntimeConfig::new(cache.clone()), services).expect("runtime starts");
     let (app, _) = runtime
@@ -39,6 +41,7 @@ fn main() {
             limits: Limits::default(),
             outbound: Vec::new(),
             backends: Vec::new(),
+            cache: None,
         })
         .expect("hello loads");
 

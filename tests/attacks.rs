@@ -589,9 +589,14 @@ fn cpu_time_counts_bulk_instructions_and_host_calls_and_others_keep_answering() 
             "{}",
             reply.text()
         );
+        // Never before the limit; past it by one check's lateness, which
+        // on a starved machine (the epoch ticker thread waiting for a
+        // core while the whole suite runs) is not bounded by us: the upper
+        // bound only catches a meter that stops counting (a 30 s wall
+        // clock limit would end these requests instead, or never).
         let used = reported_cpu_ms(&node, reply.header("x-request-id"));
         assert!(
-            (100..=200).contains(&used),
+            (100..=1000).contains(&used),
             "{path}: stopped after {used} ms for a 100 ms limit"
         );
     }

@@ -23,6 +23,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "imports-unknown",
             "hog",
             "fetcher",
+            "cache-origin",
         ],
     ),
 ];

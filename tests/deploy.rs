@@ -421,8 +421,10 @@ async fn a_compile_past_its_timeout_keeps_the_compile_lock() {
     let dir = temp_dir();
     // Every compile "runs away": none finishes within 1 ms.
     let node = start_node_admin(dir.path(), None, "", "compile_timeout_ms = 1");
-    // A component of 60,000 functions: seconds to compile.
-    let functions: String = (0..60_000)
+    // A component of 200,000 functions: seconds to compile, longer than
+    // the next upload takes to arrive even on a loaded machine (with
+    // 60,000 the compile once ended first, and the next upload compiled).
+    let functions: String = (0..200_000)
         .map(|n| format!("(func (param i32) (result i32) local.get 0 i32.const {n} i32.mul i32.const 7 i32.xor)\n"))
         .collect();
     let slow = outpost_tests::wat_component(&format!("(component (core module {functions}))"));

@@ -8,6 +8,7 @@ use crate::{Failure, Limits, LoadError, RequestId, RequestMeta};
 use bytes::Bytes;
 use http_body::Body;
 use outpost_host::bindings::HandlerPre;
+use outpost_host::cache::CachePolicy;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
 use std::future::Future;
@@ -64,6 +65,8 @@ struct AppInner {
     limits: Limits,
     /// Where and how its guests may fetch, shared by its requests.
     fetch: (Arc<FetchService>, Arc<FetchPolicy>),
+    /// Its edge cache, if enabled.
+    cache: Option<CachePolicy>,
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -90,6 +93,7 @@ impl App {
         code: Result<HandlerPre<RequestState>, Loader>,
         limits: Limits,
         fetch: (Arc<FetchService>, Arc<FetchPolicy>),
+        cache: Option<CachePolicy>,
         pool: InstancePool,
         tail: Tail,
     ) -> Self {
@@ -105,6 +109,7 @@ impl App {
                 slots: Slots::new(pool, limits.instances),
                 limits,
                 fetch,
+                cache,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -127,6 +132,11 @@ impl App {
     /// The app's outbound policy (its backends' state, for the admin API).
     pub fn fetch_policy(&self) -> &FetchPolicy {
         &self.inner.fetch.1
+    }
+
+    /// The app's edge cache, if enabled.
+    pub fn cache(&self) -> Option<&CachePolicy> {
+        self.inner.cache.as_ref()
     }
 
     /// Requests served and failed by this app (this version of it).

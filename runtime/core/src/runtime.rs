@@ -9,6 +9,7 @@ use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
 use outpost_host::Services;
 use outpost_host::bindings::HandlerPre;
+use outpost_host::cache::CacheRules;
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +79,8 @@ pub struct AppSpec {
     pub outbound: Vec<OutboundRule>,
     /// Its named backends.
     pub backends: Vec<BackendSpec>,
+    /// Its edge cache, if enabled (`[cache]`).
+    pub cache: Option<CacheRules>,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -153,6 +156,10 @@ impl Runtime {
             )),
         );
 
+        let cache = spec
+            .cache
+            .clone()
+            .map(|rules| self.services.cache.policy(&spec.name, rules));
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
             let shared = self.shared.clone();
@@ -163,7 +170,7 @@ impl Runtime {
                     .load_artifact(&shared.engine, &path, &artifact)?;
                 shared.link(&path, &component)
             });
-            let app = App::new(&spec.name, Err(loader), limits, fetch, pool, tail);
+            let app = App::new(&spec.name, Err(loader), limits, fetch, cache, pool, tail);
             return Ok((app, Provenance::Deferred));
         }
         let (component, provenance) =
@@ -172,7 +179,7 @@ impl Runtime {
                 .load(&self.shared.engine, path, &bytes, &artifact)?;
         let pre = self.shared.link(path, &component)?;
         Ok((
-            App::new(&spec.name, Ok(pre), limits, fetch, pool, tail),
+            App::new(&spec.name, Ok(pre), limits, fetch, cache, pool, tail),
             provenance,
         ))
     }

@@ -28,13 +28,16 @@ use std::sync::Arc;
 pub struct Services {
     /// Upstream fetch.
     pub fetch: Arc<fetch::FetchService>,
+    /// The edge cache.
+    pub cache: Arc<cache::CacheService>,
 }
 
 impl Services {
     /// Services as `config` sets them up.
-    pub fn new(fetch: &fetch::FetchConfig) -> Result<Self, String> {
+    pub fn new(fetch: &fetch::FetchConfig, cache: &cache::CacheConfig) -> Result<Self, String> {
         Ok(Self {
             fetch: Arc::new(fetch::FetchService::new(fetch)?),
+            cache: Arc::new(cache::CacheService::new(cache)),
         })
     }
 }

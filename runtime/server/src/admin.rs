@@ -337,6 +337,11 @@ impl Admin {
                     "requests": stats.requests(),
                     "failures": stats.failures(),
                     "backends": backends,
+                    "cache": served.app.cache().map(|cache| json!({
+                        "entries": cache.entries(),
+                        "bytes": cache.used(),
+                        "budget_bytes": cache.rules().memory,
+                    })),
                 })
             })
             .collect();

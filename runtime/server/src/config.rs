@@ -4,6 +4,7 @@
 use crate::manifest::{AppManifest, RawApp};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits, RuntimeConfig};
+use outpost_host::cache::CacheConfig;
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
 use outpost_store::AppName;
 use rustls::pki_types::CertificateDer;
@@ -25,6 +26,8 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Outbound requests: private ranges, trusted CAs, the pool.
     pub outbound: FetchConfig,
+    /// The edge cache's node-wide budget.
+    pub cache: CacheConfig,
     /// Settings of the process-wide runtime.
     pub runtime: RuntimeConfig,
     /// The most an app may ask for: a manifest above one is refused.
@@ -207,6 +210,7 @@ impl NodeConfig {
             listen,
             http: HttpConfig::default(),
             outbound: FetchConfig::default(),
+            cache: CacheConfig::default(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
                 component,
@@ -216,6 +220,7 @@ impl NodeConfig {
                     limits: Limits::defaults_within(&maxima),
                     outbound: Vec::new(),
                     backends: Vec::new(),
+                    cache: None,
                 },
             }],
             maxima,
@@ -314,6 +319,12 @@ impl NodeConfig {
             .map(|outbound| outbound.validate(base, &mut maxima.fetch, &at))
             .transpose()?
             .unwrap_or_default();
+        let mut cache = CacheConfig::default();
+        if let Some(raw_cache) = &raw.cache
+            && let Some(mib) = positive(&raw_cache.memory_mib, "cache.memory_mib", &at)?
+        {
+            cache.memory = mib.saturating_mul(1 << 20);
+        }
         let http = raw
             .http
             .map(|http| http.validate(&at))
@@ -385,6 +396,7 @@ impl NodeConfig {
                     limits: sections.limits,
                     outbound: sections.outbound,
                     backends: sections.backends,
+                    cache: sections.cache,
                 },
             });
         }
@@ -393,6 +405,7 @@ impl NodeConfig {
             listen,
             http,
             outbound,
+            cache,
             runtime,
             maxima,
             apps,
@@ -484,12 +497,21 @@ struct RawNode {
     max_request_body_kib: Option<Spanned<u64>>,
     http: Option<RawHttp>,
     outbound: Option<RawOutbound>,
+    cache: Option<RawNodeCache>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
     lazy_load: bool,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
     admin: Option<RawAdmin>,
+}
+
+/// `[cache]`: the node's edge cache.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeCache {
+    /// Bytes all apps' stored responses may take together, in MiB.
+    memory_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

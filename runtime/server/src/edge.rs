@@ -236,7 +236,7 @@ fn too_large(limit: u64) -> Refusal {
 /// Several Host headers, or an HTTP/2 `:authority` that names another host
 /// than `Host` (RFC 9113 §8.3.1), are refused: a proxy in front might route
 /// by the other one.
-fn host_of<B>(request: &Request<B>) -> Result<&str, Refusal> {
+pub(crate) fn host_of<B>(request: &Request<B>) -> Result<&str, Refusal> {
     let mut hosts = request.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {

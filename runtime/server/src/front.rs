@@ -9,6 +9,7 @@ mod conn;
 pub(crate) use caps::ConnectionCaps;
 pub(crate) use conn::{Deadlines, Driver};
 
+use crate::cached::CachedRequest;
 use crate::config::HttpConfig;
 use crate::edge::{self, Edge, Refusal};
 use crate::table::AppTable;
@@ -239,7 +240,21 @@ async fn handle(
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };
-    let outcome = admitted.app.handle(admitted.request, meta).await;
+    let outcome = match admitted.app.cache() {
+        Some(policy) => {
+            let host = edge::host_of(&admitted.request)
+                .unwrap_or_default()
+                .to_owned();
+            let cached = CachedRequest {
+                policy,
+                app: &admitted.app,
+                host: &host,
+                meta,
+            };
+            cached.serve(admitted.request).await
+        }
+        None => admitted.app.handle(admitted.request, meta).await,
+    };
     if admitted.body_timed_out.happened() {
         return refusal_response(&edge::body_timeout(), request_id);
     }

@@ -5,6 +5,7 @@
 //! the admin API that deploys versions from the app store.
 
 mod admin;
+mod cached;
 mod config;
 mod edge;
 mod front;

@@ -19,6 +19,7 @@
 use crate::config::{ConfigError, RawLimits, line_of};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits};
+use outpost_host::cache::{CacheRules, KeyRules};
 use outpost_host::fetch::{
     BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
 };
@@ -49,10 +50,12 @@ pub struct AppManifest {
     pub outbound: Vec<OutboundRule>,
     /// Its named backends.
     pub backends: Vec<BackendSpec>,
+    /// Its edge cache, if `[cache] enabled = true`.
+    pub cache: Option<CacheRules>,
 }
 
 /// The keys a manifest names in parse errors.
-const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [limits] cpu_ms, wall_ms, memory_mib, \
+const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, [cache.key], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -135,6 +138,7 @@ impl AppManifest {
             limits: sections.limits,
             outbound: sections.outbound,
             backends: sections.backends,
+            cache: sections.cache,
         })
     }
 
@@ -146,6 +150,7 @@ impl AppManifest {
             limits: self.limits.clone(),
             outbound: self.outbound.clone(),
             backends: self.backends.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -166,6 +171,7 @@ pub(crate) struct RawApp {
     allowed_outbound_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     backends: BTreeMap<String, RawBackend>,
+    cache: Option<RawCache>,
 }
 
 /// The validated sections every app has.
@@ -174,6 +180,7 @@ pub(crate) struct AppSections {
     pub(crate) limits: Limits,
     pub(crate) outbound: Vec<OutboundRule>,
     pub(crate) backends: Vec<BackendSpec>,
+    pub(crate) cache: Option<CacheRules>,
 }
 
 impl RawApp {
@@ -226,12 +233,114 @@ impl RawApp {
         for (name, backend) in self.backends {
             backends.push(backend.validate(&name, &key(&format!("backends.{name}")), at, &file)?);
         }
+        let cache = match self.cache {
+            Some(cache) => cache.validate(&key("cache"), at)?,
+            None => None,
+        };
         Ok(AppSections {
             routes,
             limits,
             outbound,
             backends,
+            cache,
         })
+    }
+}
+
+/// `[cache]`: the app's responses stored at the edge.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default)]
+    enabled: bool,
+    memory_mib: Option<Spanned<u64>>,
+    max_object_kib: Option<Spanned<u64>>,
+    key: Option<RawCacheKey>,
+}
+
+/// `[cache.key]`: how requests map to entries.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCacheKey {
+    #[serde(default)]
+    ignore_query: bool,
+    #[serde(default)]
+    ignore_params: Vec<String>,
+    #[serde(default)]
+    sort_query: bool,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+    cookie: Option<String>,
+}
+
+/// The most request headers an app's cache key may add.
+const MAX_KEY_HEADERS: usize = 16;
+
+impl RawCache {
+    /// The rules, or `None` if the cache is off.
+    fn validate(
+        self,
+        key: &str,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<Option<CacheRules>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let mut rules = CacheRules::default();
+        if let Some(mib) = &self.memory_mib {
+            if !(1..=65_536).contains(mib.get_ref()) {
+                return Err(at(
+                    mib.span(),
+                    format!("{key}.memory_mib"),
+                    "give 1 to 65536 (MiB); the node's [cache] memory_mib bounds all apps together"
+                        .into(),
+                ));
+            }
+            rules.memory = mib.get_ref() << 20;
+        }
+        if let Some(kib) = &self.max_object_kib {
+            if *kib.get_ref() == 0 || kib.get_ref() << 10 > rules.memory {
+                return Err(at(
+                    kib.span(),
+                    format!("{key}.max_object_kib"),
+                    format!(
+                        "give 1 to {} (KiB): an object must fit the app's memory_mib",
+                        rules.memory >> 10
+                    ),
+                ));
+            }
+            rules.max_object = kib.get_ref() << 10;
+        }
+        rules.max_object = rules.max_object.min(rules.memory);
+        if let Some(raw) = self.key {
+            if raw.headers.len() > MAX_KEY_HEADERS {
+                return Err(at(
+                    raw.headers[MAX_KEY_HEADERS].span(),
+                    format!("{key}.key.headers"),
+                    format!("at most {MAX_KEY_HEADERS} headers"),
+                ));
+            }
+            let mut headers = Vec::with_capacity(raw.headers.len());
+            for header in &raw.headers {
+                let name =
+                    http::HeaderName::from_bytes(header.get_ref().as_bytes()).map_err(|_| {
+                        at(
+                            header.span(),
+                            format!("{key}.key.headers"),
+                            format!("{:?} is not a header name", header.get_ref()),
+                        )
+                    })?;
+                headers.push(name);
+            }
+            rules.key = KeyRules {
+                ignore_query: raw.ignore_query,
+                ignore_params: raw.ignore_params,
+                sort_query: raw.sort_query,
+                headers,
+                cookie: raw.cookie,
+            };
+        }
+        Ok(Some(rules))
     }
 }
 
@@ -538,6 +647,41 @@ mod tests {
         .unwrap();
         assert_eq!(at_max.limits.cpu_time, std::time::Duration::from_secs(1));
         assert_eq!(at_max.limits.instances, 250);
+    }
+
+    #[test]
+    fn the_cache_section_parses_with_errors_that_say_the_fix() {
+        let head = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
+        let off = parse(&format!("{head}[cache]\nenabled = false\nmemory_mib = 8\n")).unwrap();
+        assert_eq!(off.cache, None);
+        let on = parse(&format!(
+            "{head}[cache]\nenabled = true\nmemory_mib = 8\nmax_object_kib = 512\n\
+             [cache.key]\nsort_query = true\nheaders = [\"X-Tenant\"]\ncookie = \"region\"\n"
+        ))
+        .unwrap();
+        let rules = on.cache.unwrap();
+        assert_eq!(rules.memory, 8 << 20);
+        assert_eq!(rules.max_object, 512 << 10);
+        assert!(rules.key.sort_query);
+        assert_eq!(rules.key.headers[0].as_str(), "x-tenant");
+        assert_eq!(rules.key.cookie.as_deref(), Some("region"));
+        for (section, expected) in [
+            (
+                "[cache]\nenabled = true\nmemory_mib = 0\n",
+                "outpost.toml:6: cache.memory_mib: give 1 to 65536 (MiB)",
+            ),
+            (
+                "[cache]\nenabled = true\nmemory_mib = 1\nmax_object_kib = 2048\n",
+                "outpost.toml:7: cache.max_object_kib: give 1 to 1024 (KiB)",
+            ),
+            (
+                "[cache]\nenabled = true\n[cache.key]\nheaders = [\"bad header\"]\n",
+                "outpost.toml:7: cache.key.headers: \"bad header\" is not a header name",
+            ),
+        ] {
+            let err = parse(&format!("{head}{section}")).unwrap_err();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct KeyRules {
 
 /// Separates the key's parts: a byte no URI, header value or app name
 /// holds.
-const SEP: u8 = 0;
+pub(super) const SEP: u8 = 0;
 
 /// Stands for a field the request does not carry: a byte no header value
 /// holds.
@@ -44,18 +44,7 @@ impl KeyRules {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Vec<u8> {
-        let mut key = Vec::with_capacity(64);
-        key.extend_from_slice(app.as_bytes());
-        key.push(SEP);
-        key.extend_from_slice(if https { b"https" } else { b"http" });
-        key.push(SEP);
-        key.extend_from_slice(host.to_ascii_lowercase().trim_end_matches('.').as_bytes());
-        key.push(SEP);
-        key.extend_from_slice(uri.path().as_bytes());
-        if let Some(query) = uri.query().filter(|_| !self.ignore_query) {
-            key.push(b'?');
-            self.push_query(&mut key, query);
-        }
+        let mut key = self.uri_prefix(app, https, host, uri);
         for name in &self.headers {
             key.push(SEP);
             key.extend_from_slice(name.as_str().as_bytes());
@@ -70,6 +59,25 @@ impl KeyRules {
             if let Some(value) = cookie_value(headers, cookie) {
                 key.extend_from_slice(value.as_bytes());
             }
+        }
+        key
+    }
+
+    /// The part of every primary key of `uri` that the URI makes: what an
+    /// invalidation of the URI matches, whatever headers or cookie the
+    /// rules add after it (each added part starts with [`SEP`]).
+    pub fn uri_prefix(&self, app: &str, https: bool, host: &str, uri: &Uri) -> Vec<u8> {
+        let mut key = Vec::with_capacity(64);
+        key.extend_from_slice(app.as_bytes());
+        key.push(SEP);
+        key.extend_from_slice(if https { b"https" } else { b"http" });
+        key.push(SEP);
+        key.extend_from_slice(host.to_ascii_lowercase().trim_end_matches('.').as_bytes());
+        key.push(SEP);
+        key.extend_from_slice(uri.path().as_bytes());
+        if let Some(query) = uri.query().filter(|_| !self.ignore_query) {
+            key.push(b'?');
+            self.push_query(&mut key, query);
         }
         key
     }

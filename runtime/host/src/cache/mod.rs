@@ -19,18 +19,24 @@
 //! `stale-if-error`, and each lookup clones the stored header maps, which
 //! a hit path aiming at native speed cannot afford.
 
+mod answer;
 mod directives;
 mod freshness;
 mod invalidate;
 mod key;
 mod range;
+mod status;
+mod store;
 mod validate;
 
+pub use answer::{CACHE_STATUS, answer};
 pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
 pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
 pub use invalidate::invalidated;
 pub use key::{KeyRules, Vary};
 pub use range::{RangeAnswer, answer_range};
+pub use status::CacheStatus;
+pub use store::{CacheConfig, CachePolicy, CacheRules, CacheService, Lookup, Refresh, Stored};
 pub use validate::{
     Conditional, evaluate_conditional, freshen, selects, strip_hop_by_hop, strong_eq, weak_eq,
 };

@@ -1,0 +1,577 @@
+//! The edge cache in front of a handler (`[cache] enabled = true`): the
+//! handler is the origin. A fresh hit is answered here, before any
+//! instance exists; a miss runs the handler and stores its response while
+//! it streams to the client; a stale entry is revalidated with a
+//! conditional request to the handler, served while a background refresh
+//! runs (`stale-while-revalidate`), or served when the handler fails
+//! (`stale-if-error`). Every response that went through the cache says
+//! why in `Cache-Status`. The rules themselves are `outpost_host::cache`.
+
+use crate::edge::RequestBody;
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
+    RANGE,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt as _, Empty, Full};
+use outpost_core::{App, BodyError, Failure, RequestId, RequestMeta, ResponseBody};
+use outpost_host::cache::{
+    CACHE_STATUS, CachePolicy, CacheStatus, Conditional, Lookup, NotStorable, RequestDirectives,
+    ResponseDirectives, Reuse, Stored, answer, evaluate_conditional, invalidated, reuse, selects,
+    storable,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+/// Where a request to a cached app is going.
+pub(crate) struct CachedRequest<'a> {
+    pub(crate) policy: &'a CachePolicy,
+    pub(crate) app: &'a App,
+    pub(crate) host: &'a str,
+    pub(crate) meta: RequestMeta,
+}
+
+impl CachedRequest<'_> {
+    /// Answers `request` from the cache, or through the handler.
+    pub(crate) async fn serve(
+        self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let method = request.method().clone();
+        if method != Method::GET && method != Method::HEAD {
+            return self.unsafe_method(request).await;
+        }
+        let https = self.meta.https;
+        let rules = self.policy.rules();
+        let key = rules.key.primary(
+            self.app.name(),
+            https,
+            self.host,
+            request.uri(),
+            request.headers(),
+        );
+        let directives = RequestDirectives::of(request.headers());
+        let now = SystemTime::now();
+        let (stored, mut status) = match self.policy.lookup(&key, request.headers()) {
+            Lookup::Found(stored) => (Some(stored), forwarded("stale")),
+            Lookup::UriMiss => (None, forwarded("uri-miss")),
+            Lookup::VaryMiss => (None, forwarded("vary-miss")),
+        };
+        let mut stale_if_error = None;
+        if let Some(stored) = stored {
+            let conditional = evaluate_conditional(request.headers(), &stored.headers);
+            if conditional == Conditional::Origin {
+                status.fwd = Some("request");
+            } else {
+                let reuse = reuse(&stored.timing, &stored.directives, &directives, now);
+                let hit = CacheStatus {
+                    hit: true,
+                    detail: Some("L1"),
+                    ..CacheStatus::default()
+                };
+                match reuse {
+                    Reuse::Fresh | Reuse::StaleAccepted => {
+                        return Ok(hit_response(&stored, &request, conditional, now, hit));
+                    }
+                    Reuse::StaleWhileRevalidate => {
+                        self.refresh_in_background(&request, key, &stored);
+                        return Ok(hit_response(&stored, &request, conditional, now, hit));
+                    }
+                    Reuse::Revalidate { if_error } => {
+                        if if_error {
+                            stale_if_error = Some((stored.clone(), conditional));
+                        }
+                        return self
+                            .revalidate(request, key, stored, stale_if_error, status)
+                            .await;
+                    }
+                }
+            }
+        }
+        if directives.only_if_cached {
+            status.detail = Some("only-if-cached");
+            return Ok(gateway_timeout(self.meta.id, status));
+        }
+        self.forward(request, key, status).await
+    }
+
+    /// A stale entry: asks the handler with the entry's validators (unless
+    /// the client sent conditionals of its own) and, on `304`, serves the
+    /// entry freshened.
+    async fn revalidate(
+        self,
+        mut request: Request<RequestBody>,
+        key: Vec<u8>,
+        stored: Arc<Stored>,
+        stale_if_error: Option<(Arc<Stored>, Conditional)>,
+        status: CacheStatus,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let ours = !has_conditionals(request.headers()) && stored.has_validator();
+        if ours {
+            add_validators(request.headers_mut(), &stored);
+        }
+        let revalidating = ours.then_some(stored);
+        let (client_headers, method) = (request.headers().clone(), request.method().clone());
+        let requested_at = SystemTime::now();
+        let outcome = self.app.handle(request, self.meta).await;
+        let failed = match &outcome {
+            Ok(response) => response.status().is_server_error(),
+            Err(_) => true,
+        };
+        if failed && let Some((stored, conditional)) = stale_if_error {
+            let status = CacheStatus {
+                hit: true,
+                fwd_status: outcome
+                    .as_ref()
+                    .ok()
+                    .map(|response| response.status().as_u16()),
+                detail: Some("stale-if-error"),
+                ..CacheStatus::default()
+            };
+            let head = Request::builder()
+                .method(method)
+                .body(())
+                .expect("a method makes a request");
+            let (mut parts, ()) = head.into_parts();
+            parts.headers = client_headers;
+            let request = Request::from_parts(parts, ());
+            return Ok(hit_response(
+                &stored,
+                &request,
+                conditional,
+                SystemTime::now(),
+                status,
+            ));
+        }
+        let response = outcome?;
+        if let Some(stored) = revalidating
+            && response.status() == StatusCode::NOT_MODIFIED
+            && selects(&stored.headers, response.headers())
+        {
+            let fresh = stored.freshened(response.headers(), requested_at);
+            let stored = self.policy.insert(&key, fresh.clone());
+            let status = CacheStatus {
+                fwd_status: Some(304),
+                stored,
+                detail: Some("revalidated"),
+                ..status
+            };
+            let request = Request::builder()
+                .method(Method::GET)
+                .body(())
+                .expect("GET makes a request");
+            return Ok(hit_response(
+                &fresh,
+                &request,
+                Conditional::Unconditional,
+                SystemTime::now(),
+                status,
+            ));
+        }
+        Ok(self.store_while_streaming(
+            response,
+            &method,
+            &client_headers,
+            key,
+            requested_at,
+            status,
+        ))
+    }
+
+    /// A miss: the handler answers, and its response is stored if it may
+    /// be.
+    async fn forward(
+        self,
+        request: Request<RequestBody>,
+        key: Vec<u8>,
+        status: CacheStatus,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (method, headers) = (request.method().clone(), request.headers().clone());
+        let requested_at = SystemTime::now();
+        let response = self.app.handle(request, self.meta).await?;
+        Ok(self.store_while_streaming(response, &method, &headers, key, requested_at, status))
+    }
+
+    /// Adds `Cache-Status` to the handler's `response` and, if it may be
+    /// stored, stores it once its body has streamed to the client.
+    fn store_while_streaming(
+        &self,
+        response: Response<ResponseBody>,
+        method: &Method,
+        request_headers: &HeaderMap,
+        key: Vec<u8>,
+        requested_at: SystemTime,
+        mut status: CacheStatus,
+    ) -> Response<ResponseBody> {
+        let (mut parts, body) = response.into_parts();
+        status.fwd_status = Some(parts.status.as_u16());
+        let directives = ResponseDirectives::of(&parts.headers);
+        let request_directives = RequestDirectives::of(request_headers);
+        // A 304 or 206 answers the client's conditional or Range: it is not
+        // the resource's representation, and never stored.
+        let partial = matches!(
+            parts.status,
+            StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+        );
+        let verdict = if partial {
+            Err(NotStorable::Status)
+        } else {
+            storable(
+                method,
+                request_headers,
+                &request_directives,
+                parts.status,
+                &parts.headers,
+                &directives,
+            )
+        };
+        // hyper sends what Content-Length says, and stops polling the body
+        // there.
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .or(body.size_hint().exact());
+        let max_object = self.policy.rules().max_object;
+        let body = match verdict {
+            Err(why) => {
+                status.detail = Some(why.as_str());
+                body
+            }
+            Ok(()) if declared.is_some_and(|length| length > max_object) => {
+                status.detail = Some("too-large");
+                body
+            }
+            Ok(()) => {
+                let entry = Stored::new(
+                    parts.status,
+                    parts.headers.clone(),
+                    directives,
+                    request_headers,
+                    requested_at,
+                );
+                if entry.worth_storing() {
+                    status.stored = true;
+                    let policy = self.policy.clone();
+                    Recording::wrap(body, declared, max_object, move |bytes| {
+                        policy.insert(
+                            &key,
+                            Stored {
+                                body: bytes,
+                                ..entry
+                            },
+                        );
+                    })
+                } else {
+                    status.detail = Some("not-reusable");
+                    body
+                }
+            }
+        };
+        parts.headers.insert(CACHE_STATUS, status.header_value());
+        Response::from_parts(parts, body)
+    }
+
+    /// Unsafe methods go to the handler; a non-error answer invalidates
+    /// the target URI (and same-origin `Location`/`Content-Location`).
+    async fn unsafe_method(
+        self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let method = request.method().clone();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str())
+            .to_owned();
+        let mut response = self.app.handle(request, self.meta).await?;
+        let rules = self.policy.rules();
+        for path in invalidated(
+            &method,
+            response.status(),
+            self.meta.https,
+            self.host,
+            &target,
+            response.headers(),
+        ) {
+            if let Ok(uri) = path.parse::<http::Uri>() {
+                self.policy.invalidate_uri(rules.key.uri_prefix(
+                    self.app.name(),
+                    self.meta.https,
+                    self.host,
+                    &uri,
+                ));
+            }
+        }
+        let status = CacheStatus {
+            fwd: Some("method"),
+            fwd_status: Some(response.status().as_u16()),
+            ..CacheStatus::default()
+        };
+        response
+            .headers_mut()
+            .insert(CACHE_STATUS, status.header_value());
+        Ok(response)
+    }
+
+    /// `stale-while-revalidate`: one background request to the handler
+    /// refreshes the entry while clients get the stale one.
+    fn refresh_in_background(&self, request: &Request<RequestBody>, key: Vec<u8>, stored: &Stored) {
+        let Some(refresh) = self.policy.start_refresh(&key) else {
+            return;
+        };
+        let mut headers = request.headers().clone();
+        for name in [
+            IF_MATCH,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_UNMODIFIED_SINCE,
+            IF_RANGE,
+            RANGE,
+        ] {
+            headers.remove(name);
+        }
+        add_validators(&mut headers, stored);
+        let mut background = Request::builder()
+            .method(Method::GET)
+            .uri(request.uri().clone())
+            .body(Empty::<Bytes>::new().map_err(|never| -> BodyError { match never {} }))
+            .expect("a request made of a valid one's parts");
+        *background.headers_mut() = headers;
+        let app = self.app.clone();
+        let policy = self.policy.clone();
+        let stored = stored.clone();
+        let meta = RequestMeta {
+            id: RequestId::next(),
+            ..self.meta
+        };
+        tokio::spawn(async move {
+            let request_headers = background.headers().clone();
+            let requested_at = SystemTime::now();
+            let Ok(response) = app.handle(background, meta).await else {
+                return;
+            };
+            let (parts, body) = response.into_parts();
+            if parts.status == StatusCode::NOT_MODIFIED && selects(&stored.headers, &parts.headers)
+            {
+                policy.insert(&key, stored.freshened(&parts.headers, requested_at));
+                drop(refresh);
+                return;
+            }
+            let directives = ResponseDirectives::of(&parts.headers);
+            let verdict = storable(
+                &Method::GET,
+                &request_headers,
+                &RequestDirectives::of(&request_headers),
+                parts.status,
+                &parts.headers,
+                &directives,
+            );
+            let max_object = policy.rules().max_object;
+            let Ok(collected) = http_body_util::Limited::new(body, max_object as usize)
+                .collect()
+                .await
+            else {
+                return;
+            };
+            if verdict.is_ok() {
+                let entry = Stored::new(
+                    parts.status,
+                    parts.headers,
+                    directives,
+                    &request_headers,
+                    requested_at,
+                );
+                policy.insert(
+                    &key,
+                    Stored {
+                        body: collected.to_bytes(),
+                        ..entry
+                    },
+                );
+            }
+            drop(refresh);
+        });
+    }
+}
+
+fn forwarded(why: &'static str) -> CacheStatus {
+    CacheStatus {
+        fwd: Some(why),
+        ..CacheStatus::default()
+    }
+}
+
+fn has_conditionals(headers: &HeaderMap) -> bool {
+    [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|name| headers.contains_key(name))
+}
+
+/// The stored response's validators, as a conditional request's fields.
+fn add_validators(headers: &mut HeaderMap, stored: &Stored) {
+    if let Some(etag) = stored.headers.get(ETAG) {
+        headers.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = stored.headers.get(LAST_MODIFIED) {
+        headers.insert(IF_MODIFIED_SINCE, modified.clone());
+    }
+}
+
+fn hit_response<B>(
+    stored: &Stored,
+    request: &Request<B>,
+    conditional: Conditional,
+    now: SystemTime,
+    status: CacheStatus,
+) -> Response<ResponseBody> {
+    answer(
+        stored,
+        request.method(),
+        request.headers(),
+        conditional,
+        now,
+        status,
+    )
+    .map(|bytes| {
+        Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    })
+}
+
+/// `only-if-cached` and nothing usable stored (RFC 9111 §5.2.1.7).
+fn gateway_timeout(id: RequestId, status: CacheStatus) -> Response<ResponseBody> {
+    let body = format!(
+        "the request asks for a cached response only (only-if-cached) and none is stored\nrequest id: {id}\n"
+    );
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(CACHE_STATUS, status.header_value());
+    response
+}
+
+/// A response body streamed to the client and kept, up to a size, to be
+/// stored once it has ended: the client never waits for the store.
+struct Recording {
+    inner: ResponseBody,
+    kept: Vec<Bytes>,
+    size: u64,
+    max: u64,
+    /// The length the body declared: hyper stops polling a body once it
+    /// has sent that many bytes, so reaching it is the end.
+    declared: Option<u64>,
+    done: Option<Box<dyn FnOnce(Bytes) + Send>>,
+}
+
+impl Recording {
+    fn wrap(
+        inner: ResponseBody,
+        declared: Option<u64>,
+        max: u64,
+        done: impl FnOnce(Bytes) + Send + 'static,
+    ) -> ResponseBody {
+        Self {
+            declared,
+            inner,
+            kept: Vec::new(),
+            size: 0,
+            max,
+            done: Some(Box::new(done)),
+        }
+        .boxed_unsync()
+    }
+
+    fn finish(&mut self) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let kept = std::mem::take(&mut self.kept);
+        let body = match kept.len() {
+            0 => Bytes::new(),
+            1 => kept.into_iter().next().expect("one chunk"),
+            _ => {
+                let mut whole = BytesMut::with_capacity(usize::try_from(self.size).unwrap_or(0));
+                for chunk in kept {
+                    whole.extend_from_slice(&chunk);
+                }
+                whole.freeze()
+            }
+        };
+        done(body);
+    }
+}
+
+impl Body for Recording {
+    type Data = Bytes;
+    type Error = <ResponseBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(frame) => frame,
+        };
+        match &frame {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) if this.done.is_some() => {
+                    this.size += data.len() as u64;
+                    if this.size > this.max {
+                        // Too large to store: it only streams.
+                        this.done = None;
+                        this.kept.clear();
+                    } else {
+                        this.kept.push(data.clone());
+                    }
+                }
+                Some(_) => {}
+                // Trailers are not stored: the entry would lie about them.
+                None => {
+                    this.done = None;
+                    this.kept.clear();
+                }
+            },
+            // A body that failed is not stored.
+            Some(Err(_)) => {
+                this.done = None;
+                this.kept.clear();
+            }
+            None => this.finish(),
+        }
+        let ended = this.inner.is_end_stream() || this.declared == Some(this.size);
+        if ended && frame.as_ref().is_some_and(Result::is_ok) {
+            this.finish();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

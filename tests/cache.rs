@@ -1,0 +1,428 @@
+//! End to end: the edge cache in front of a handler. The `cache-origin`
+//! fixture stamps every answer with a serial, so a stored answer is told
+//! from a fresh one, and the app's request counter (admin stats) tells
+//! whether an instance ran at all.
+
+use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, temp_dir, write_config};
+use std::process::Command;
+use std::time::Duration;
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+
+/// A node with the cache origin as app `c` on every route, its `[cache]`
+/// enabled, `app_keys` added to its table.
+fn start(app_keys: &str) -> (Outpost, TempDir) {
+    let dir = temp_dir();
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+         [[admin.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
+         [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.c.cache]\nenabled = true\n{app_keys}\n",
+        outpost_store::sha256_hex(TOKEN.as_bytes()),
+        artifacts::CACHE_ORIGIN
+    );
+    let config = write_config(dir.path(), &toml);
+    let mut command = Command::new(OUTPOST);
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"));
+    (Outpost::spawn(command).expect("the node starts"), dir)
+}
+
+const TOKEN: &str = "op_cache_test_token";
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn request(node: &Outpost, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = http::Request::builder().method(method).uri(node.url(path));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+}
+
+fn get(node: &Outpost, path: &str) -> Reply {
+    request(node, "GET", path, &[])
+}
+
+/// App `c`'s entry in `/v1/stats`.
+fn app_stats(node: &Outpost) -> serde_json::Value {
+    let request = http::Request::builder()
+        .uri(node.admin_url("/v1/stats"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = block_on(HttpClient::http1().send(request)).expect("stats answer");
+    let stats: serde_json::Value = serde_json::from_slice(&reply.body).expect("stats are JSON");
+    stats["apps"][0].clone()
+}
+
+/// Requests the app's handler has served (instances run).
+fn handled(node: &Outpost) -> u64 {
+    let stats = app_stats(node);
+    stats["requests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no request count: {stats}"))
+}
+
+#[test]
+fn a_fresh_hit_is_served_without_an_instance_and_says_so() {
+    let (node, _dir) = start("");
+    let path = "/page?cc=max-age=60";
+    let first = get(&node, path);
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("cache-status"),
+        "Outpost; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let ran = handled(&node);
+    for _ in 0..5 {
+        let hit = get(&node, path);
+        assert_eq!(hit.status, 200);
+        assert_eq!(hit.text(), first.text(), "the stored body");
+        assert_eq!(hit.header("x-serial"), first.header("x-serial"));
+        assert!(
+            hit.header("cache-status").starts_with("Outpost; hit; ttl="),
+            "{}",
+            hit.header("cache-status")
+        );
+        assert!(hit.header("cache-status").ends_with("; detail=L1"));
+        let age: u64 = hit.header("age").parse().unwrap();
+        assert!(age <= 60, "{age}");
+        assert!(!hit.header("x-request-id").is_empty());
+    }
+    assert_eq!(handled(&node), ran, "hits ran no instance");
+
+    // HEAD is answered from the stored GET: same headers, no body.
+    let head = request(&node, "HEAD", path, &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("x-serial"), first.header("x-serial"));
+    assert_eq!(
+        head.header("content-length"),
+        first.text().len().to_string()
+    );
+
+    // Another query is another resource.
+    let other = get(&node, "/page?cc=max-age=60&x=1");
+    assert!(other.header("cache-status").contains("fwd=uri-miss"));
+    assert_eq!(handled(&node), ran + 1);
+}
+
+#[test]
+fn responses_that_may_not_be_stored_say_why() {
+    let (node, _dir) = start("");
+    for (path, detail) in [
+        ("/a?cc=no-store", "no-store"),
+        ("/b?cc=private", "private"),
+        ("/c?status=500", "status"),
+        ("/d?status=302", "no-freshness"),
+    ] {
+        let reply = get(&node, path);
+        let status = reply.header("cache-status");
+        assert!(status.contains("fwd=uri-miss"), "{path}: {status}");
+        assert!(!status.contains("stored"), "{path}: {status}");
+        assert!(status.contains(detail), "{path}: {status}");
+        let again = get(&node, path);
+        assert_ne!(again.header("x-serial"), reply.header("x-serial"), "{path}");
+    }
+    // Authorization: stored only if the response allows it (§3.5).
+    let auth = [("authorization", "Bearer x")];
+    let reply = request(&node, "GET", "/e?cc=max-age=60", &auth);
+    assert!(reply.header("cache-status").contains("authorization"));
+    let reply = request(&node, "GET", "/f?cc=s-maxage=60", &auth);
+    assert!(reply.header("cache-status").contains("stored"));
+    // The client's no-store: not stored; only-if-cached with nothing: 504.
+    let reply = request(
+        &node,
+        "GET",
+        "/g?cc=max-age=60",
+        &[("cache-control", "no-store")],
+    );
+    assert!(!reply.header("cache-status").contains("stored"));
+    let reply = request(
+        &node,
+        "GET",
+        "/h?cc=max-age=60",
+        &[("cache-control", "only-if-cached")],
+    );
+    assert_eq!(reply.status, 504);
+}
+
+#[test]
+fn request_directives_are_honoured() {
+    let (node, _dir) = start("");
+    let path = "/r?cc=max-age=60";
+    let first = get(&node, path);
+    // no-cache: to the origin, and the new answer is stored.
+    let reply = request(&node, "GET", path, &[("cache-control", "no-cache")]);
+    assert_ne!(reply.header("x-serial"), first.header("x-serial"));
+    assert!(reply.header("cache-status").contains("fwd=stale"));
+    let stored = reply.header("x-serial").to_owned();
+    assert_eq!(get(&node, path).header("x-serial"), stored);
+    // max-age=0: the stored one is too old for this client.
+    let reply = request(&node, "GET", path, &[("cache-control", "max-age=0")]);
+    assert_ne!(reply.header("x-serial"), stored);
+    // min-fresh beyond what is left: to the origin.
+    let reply = request(&node, "GET", path, &[("cache-control", "min-fresh=120")]);
+    assert!(reply.header("cache-status").contains("fwd="));
+}
+
+#[test]
+fn vary_stores_one_variant_per_header_value() {
+    let (node, _dir) = start("");
+    let path = "/v?cc=max-age=60&vary=accept-language";
+    let en = request(&node, "GET", path, &[("accept-language", "en")]);
+    let de = request(&node, "GET", path, &[("accept-language", "de")]);
+    assert!(de.header("cache-status").contains("fwd=vary-miss"));
+    assert!(en.text().contains("accept-language: en"));
+    assert!(de.text().contains("accept-language: de"));
+    let en_again = request(&node, "GET", path, &[("accept-language", "en")]);
+    let de_again = request(&node, "GET", path, &[("accept-language", "de")]);
+    assert_eq!(en_again.text(), en.text());
+    assert_eq!(de_again.text(), de.text());
+    assert!(en_again.header("cache-status").contains("hit"));
+    // Absent matches absent only.
+    let none = get(&node, path);
+    assert!(none.header("cache-status").contains("fwd=vary-miss"));
+    assert!(none.text().contains("accept-language: (none)"));
+}
+
+#[test]
+fn stale_entries_are_revalidated_with_their_validators() {
+    let (node, _dir) = start("");
+    let path = "/etag?cc=max-age=0&etag=v1";
+    let first = get(&node, path);
+    assert!(first.header("cache-status").contains("stored"));
+    let ran = handled(&node);
+    // Stale at once: the handler is asked with If-None-Match and answers
+    // 304; the client gets the stored body, freshened.
+    let second = get(&node, path);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.text(), first.text());
+    assert_eq!(
+        second.header("cache-status"),
+        "Outpost; fwd=stale; fwd-status=304; ttl=0; stored; detail=revalidated"
+    );
+    assert_eq!(handled(&node), ran + 1);
+    // The 304's fields replace the stored ones.
+    assert_ne!(second.header("x-serial"), first.header("x-serial"));
+
+    // A client's own conditional is answered from a fresh entry: 304.
+    let path = "/etag2?cc=max-age=60&etag=v2";
+    let first = get(&node, path);
+    let ran = handled(&node);
+    let reply = request(&node, "GET", path, &[("if-none-match", "\"v2\"")]);
+    assert_eq!(reply.status, 304);
+    assert!(reply.header("cache-status").contains("hit"));
+    let reply = request(&node, "GET", path, &[("if-none-match", "\"v1\"")]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), first.text());
+    assert_eq!(handled(&node), ran, "both from the cache");
+
+    // A 304 the handler gives a client's own conditional is passed on,
+    // never stored as the resource.
+    let path = "/etag3?cc=max-age=60&etag=v3";
+    let reply = request(&node, "GET", path, &[("if-none-match", "\"v3\"")]);
+    assert_eq!(reply.status, 304);
+    assert!(!reply.header("cache-status").contains("stored"));
+    let reply = get(&node, path);
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("cache-status").contains("fwd=uri-miss"));
+}
+
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let (node, _dir) = start("");
+    let path = "/swr?cc=max-age=2,stale-while-revalidate=60";
+    let first = get(&node, path);
+    std::thread::sleep(Duration::from_millis(3100));
+    let ran = handled(&node);
+    // Concurrent clients are all answered from the cache at once: the
+    // stale entry, or the refreshed one once the background request that
+    // the first of them started has stored it.
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| get(&node, path))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for reply in &replies {
+        assert!(reply.header("cache-status").contains("hit"));
+    }
+    assert!(
+        replies
+            .iter()
+            .any(|reply| reply.header("x-serial") == first.header("x-serial"))
+    );
+    // One background request refreshed it.
+    let mut refreshed = None;
+    for _ in 0..100 {
+        let reply = get(&node, path);
+        if reply.header("x-serial") != first.header("x-serial") {
+            refreshed = Some(reply);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refreshed = refreshed.expect("the entry was refreshed in the background");
+    assert!(refreshed.header("cache-status").contains("hit"));
+    for reply in &replies {
+        let serial = reply.header("x-serial");
+        assert!(serial == first.header("x-serial") || serial == refreshed.header("x-serial"));
+    }
+    assert_eq!(handled(&node), ran + 1, "exactly one refresh");
+}
+
+#[test]
+fn stale_if_error_serves_the_stored_response_when_the_handler_fails() {
+    let (node, _dir) = start("");
+    let path = "/sie?cc=max-age=0,stale-if-error=60";
+    let first = get(&node, path);
+    let failing = [("x-origin-status", "503")];
+    let reply = request(&node, "GET", path, &failing);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), first.text());
+    assert!(
+        reply
+            .header("cache-status")
+            .contains("detail=stale-if-error"),
+        "{}",
+        reply.header("cache-status")
+    );
+    // Without stale-if-error the failure goes through.
+    let path = "/nosie?cc=max-age=0";
+    get(&node, path);
+    let reply = request(&node, "GET", path, &failing);
+    assert_eq!(reply.status, 503);
+}
+
+#[test]
+fn unsafe_methods_invalidate_the_uri_and_its_location() {
+    let (node, _dir) = start("");
+    let item = "/items/1?cc=max-age=60";
+    let list = "/items?cc=max-age=60";
+    let item_serial = get(&node, item).header("x-serial").to_owned();
+    let list_serial = get(&node, list).header("x-serial").to_owned();
+    assert_eq!(get(&node, item).header("x-serial"), item_serial);
+    // A POST to the list, whose answer's Location names the item.
+    let created = request(
+        &node,
+        "POST",
+        "/items?cc=max-age=60&location=/items/1%3Fcc%3Dmax-age%3D60",
+        &[],
+    );
+    assert_eq!(created.status, 201);
+    assert!(created.header("cache-status").contains("fwd=method"));
+    assert_ne!(get(&node, item).header("x-serial"), item_serial);
+    // The POST's own URI differs from the list's (its query): the list
+    // entry stays.
+    assert_eq!(get(&node, list).header("x-serial"), list_serial);
+    let posted = request(&node, "POST", list, &[]);
+    assert_eq!(posted.status, 201);
+    assert_ne!(get(&node, list).header("x-serial"), list_serial);
+}
+
+#[test]
+fn ranges_are_answered_from_the_stored_body() {
+    let (node, _dir) = start("");
+    let path = "/big?cc=max-age=60&bytes=100000";
+    let whole = get(&node, path);
+    assert_eq!(whole.body.len(), 100_000);
+    let reply = request(&node, "GET", path, &[("range", "bytes=26-51")]);
+    assert_eq!(reply.status, 206);
+    assert_eq!(reply.text(), "abcdefghijklmnopqrstuvwxyz");
+    assert_eq!(reply.header("content-range"), "bytes 26-51/100000");
+    let reply = request(&node, "GET", path, &[("range", "bytes=200000-")]);
+    assert_eq!(reply.status, 416);
+    assert_eq!(reply.header("content-range"), "bytes */100000");
+}
+
+#[test]
+fn objects_over_the_size_limit_stream_but_are_not_stored() {
+    let (node, _dir) = start("max_object_kib = 64\n");
+    let path = "/huge?cc=max-age=60&bytes=200000";
+    let reply = get(&node, path);
+    assert_eq!(reply.body.len(), 200_000);
+    assert!(
+        reply.header("cache-status").contains("too-large"),
+        "{}",
+        reply.header("cache-status")
+    );
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("fwd=uri-miss")
+    );
+}
+
+#[test]
+fn the_cache_key_rules_apply() {
+    let (node, _dir) = start(
+        "[apps.c.cache.key]\nsort_query = true\nignore_params = [\"utm_source\"]\nheaders = [\"x-tenant\"]\n",
+    );
+    let first = get(&node, "/k?cc=max-age=60&b=2&a=1");
+    let reordered = get(&node, "/k?a=1&b=2&cc=max-age=60&utm_source=mail");
+    assert_eq!(reordered.header("x-serial"), first.header("x-serial"));
+    let tenant = request(
+        &node,
+        "GET",
+        "/k?cc=max-age=60&b=2&a=1",
+        &[("x-tenant", "t1")],
+    );
+    assert_ne!(tenant.header("x-serial"), first.header("x-serial"));
+}
+
+#[test]
+fn the_app_memory_budget_bounds_the_store() {
+    // A 2 MiB budget, and 1,000 different 64 KiB objects: 31 times the
+    // budget goes through the cache.
+    let (node, _dir) = start("memory_mib = 2\nmax_object_kib = 64\n");
+    let before = node.rss_kib();
+    for n in 0..1000 {
+        let reply = get(&node, &format!("/fill/{n}?cc=max-age=600&bytes=65000"));
+        assert_eq!(reply.status, 200);
+    }
+    let stats = app_stats(&node)["cache"].clone();
+    let bytes = stats["bytes"].as_u64().unwrap();
+    let entries = stats["entries"].as_u64().unwrap();
+    assert!(bytes <= 2 << 20, "{stats}");
+    assert!((1..=32).contains(&entries), "{stats}");
+    // What is kept is served.
+    let hits = (0..1000)
+        .rev()
+        .filter(|n| {
+            request(
+                &node,
+                "GET",
+                &format!("/fill/{n}?cc=max-age=600&bytes=65000"),
+                &[("cache-control", "only-if-cached")],
+            )
+            .status
+                == 200
+        })
+        .count();
+    assert!(
+        (1..=32).contains(&hits),
+        "{hits} hits of 64 KiB in a 2 MiB budget"
+    );
+    // The budget plus what serving 1,000 requests of 64 KiB leaves in the
+    // allocator; without the bound it would be over 60 MiB.
+    let grown = node.rss_kib().saturating_sub(before);
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
+}
