@@ -4,11 +4,18 @@ plus a native hyper hello server as the ceiling, in one invocation; then the
 proxy scenario: the same plain wasi:http component (tests/fixtures/fetcher)
 fetching a local origin (native-hello with a 1 KiB body) for each request,
 on Outpost and on `wasmtime serve`, with nginx `proxy_pass` (upstream
-keepalive) as the native ceiling.
+keepalive) as the native ceiling; then the cache scenario: a 1 KiB object
+with `Cache-Control: max-age=3600` served from cache by Outpost (the
+examples/cache-proxy component with `[cache] enabled = true`, whose hits are
+answered before any instance exists), Varnish and nginx `proxy_cache`, next
+to native-hello answering the same 1 KiB itself; and the revalidation path
+(`max-age=0` with an ETag: every request revalidated with the origin, which
+answers 304) on Outpost and nginx (`proxy_cache_revalidate on`).
 
     python3 benches/load.py                 # full run (about 12 minutes)
     python3 benches/load.py --duration 5 --runs 1 --connections 64
     python3 benches/load.py --scenarios proxy --runs 1
+    python3 benches/load.py --scenarios cache --runs 3
 
 Each server runs pinned to CPU 0, the load generator to CPU 1. HTTP/1.1 load
 comes from wrk (1, 64 and 256 connections), HTTP/2 (h2c prior knowledge) from
@@ -51,7 +58,7 @@ def ensure_tools(wasmtime=True):
     """Installs wrk, h2load and taskset if missing, and wasmtime-cli unless
     `wasmtime` is false; returns the wasmtime binary's path."""
     tools = [("wrk", "wrk"), ("h2load", "nghttp2-client"), ("taskset", "util-linux"),
-             ("ss", "iproute2"), ("nginx", "nginx")]
+             ("ss", "iproute2"), ("nginx", "nginx"), ("varnishd", "varnish")]
     missing = [pkg for tool, pkg in tools
                if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
@@ -70,16 +77,18 @@ def ensure_tools(wasmtime=True):
 
 
 def build():
-    """Builds outpost, native-hello, and the hello and fetcher components;
-    returns their paths."""
+    """Builds outpost, native-hello, and the hello, fetcher and cache-proxy
+    components; returns the components' paths."""
     run(["cargo", "build", "--release", "-p", "outpost", "-p", "outpost-benches",
          "--bin", "outpost", "--bin", "native-hello"], cwd=ROOT)
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
-         "--manifest-path", ROOT / "examples" / "Cargo.toml", "-p", "hello"])
+         "--manifest-path", ROOT / "examples" / "Cargo.toml", "-p", "hello", "-p", "cache-proxy"])
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
          "--manifest-path", ROOT / "tests" / "fixtures" / "Cargo.toml", "-p", "fetcher"])
-    return (ROOT / "examples" / "target" / "wasm32-wasip2" / "release" / "hello.wasm",
-            ROOT / "tests" / "fixtures" / "target" / "wasm32-wasip2" / "release" / "fetcher.wasm")
+    examples = ROOT / "examples" / "target" / "wasm32-wasip2" / "release"
+    return (examples / "hello.wasm",
+            ROOT / "tests" / "fixtures" / "target" / "wasm32-wasip2" / "release" / "fetcher.wasm",
+            examples / "cache_proxy.wasm")
 
 
 def free_port():
@@ -173,11 +182,12 @@ def median(results, key):
     return statistics.median(r[key] for r in results)
 
 
-def nginx_proxy(port, origin_port):
+def nginx(name, port, origin_port, http="", location=""):
     """nginx on one worker, pinned to SERVER_CPU, proxying to the origin with
-    upstream keepalive: the native ceiling of the proxy scenario."""
-    prefix = ROOT / "target" / "bench-nginx"
-    prefix.mkdir(parents=True, exist_ok=True)
+    upstream keepalive; `http` and `location` add directives."""
+    prefix = ROOT / "target" / f"bench-{name}"
+    shutil.rmtree(prefix, ignore_errors=True)
+    prefix.mkdir(parents=True)
     user = "user root;\n" if os.geteuid() == 0 else ""
     (prefix / "nginx.conf").write_text(f"""{user}worker_processes 1;
 daemon off;
@@ -186,6 +196,7 @@ pid {prefix}/nginx.pid;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  {http.format(prefix=prefix)}
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
@@ -193,17 +204,126 @@ http {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      {location}
     }}
   }}
 }}
 """)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    return Server("nginx", [nginx, "-p", prefix, "-c", prefix / "nginx.conf"], port)
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    return Server(name, [binary, "-p", prefix, "-c", prefix / "nginx.conf"], port)
 
 
-def origin_accepted(origin):
+def nginx_proxy(port, origin_port):
+    """nginx `proxy_pass`: the native ceiling of the proxy scenario."""
+    return nginx("nginx", port, origin_port)
+
+
+def nginx_cache(port, origin_port):
+    """nginx serving the origin's responses from its cache (`proxy_cache`,
+    revalidating stale ones with conditional requests)."""
+    return nginx("nginx-cache", port, origin_port,
+                 http="proxy_cache_path {prefix}/cache levels=1:2 keys_zone=objects:10m max_size=256m;",
+                 location="proxy_cache objects; proxy_cache_revalidate on;")
+
+
+def varnish(port, origin_port):
+    """Varnish with its default VCL (which honours the origin's
+    Cache-Control), every thread pinned to SERVER_CPU, 256 MiB of malloc
+    storage."""
+    workdir = ROOT / "target" / "bench-varnish"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    vcl = workdir / "default.vcl"
+    vcl.write_text(f'vcl 4.1;\nbackend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}\n')
+    varnishd = shutil.which("varnishd") or "/usr/sbin/varnishd"
+    jail = ["-j", "none"] if os.geteuid() == 0 else []
+    return Server("varnish", [varnishd, "-F", *jail, "-a", f"127.0.0.1:{port}", "-f", vcl,
+                              "-n", workdir, "-s", "malloc,256m", "-p", "thread_pools=1"], port)
+
+
+def outpost_cache_proxy(args, port, origin_port, proxy_wasm, release, cache):
+    """Outpost serving examples/cache-proxy in front of the origin, its
+    cache enabled."""
+    config = ROOT / "target" / "bench-cache-node.toml"
+    config.write_text(f"""[outbound]
+allow_private = ["127.0.0.0/8"]
+[apps.proxy]
+component = "{proxy_wasm}"
+routes = ["/"]
+[apps.proxy.backends.origin]
+endpoints = ["http://127.0.0.1:{origin_port}"]
+[apps.proxy.cache]
+enabled = true
+""")
+    return Server("outpost", [args.outpost_bin or release / "outpost", "serve", "--config", config,
+                              "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
+                              *args.outpost_args.split()], port, env={"RUST_LOG": "warn"})
+
+
+def cache_scenario(args, servers, proxy_wasm, release, cache):
+    """Hits of a 1 KiB object, then its revalidation; returns results by
+    path ("hit", "revalidate") and server."""
+    results = {"hit": {}, "revalidate": {}}
+    for path, origin_flags, names in (
+        ("hit", ["--cache-control", "max-age=3600"], ["native", "outpost", "varnish", "nginx"]),
+        ("revalidate", ["--cache-control", "max-age=0", "--etag"], ["outpost", "nginx"]),
+    ):
+        origin_port = free_port()
+        origin = Server("origin", [release / "native-hello", "--listen", f"127.0.0.1:{origin_port}",
+                                   "--body-bytes", "1024", *origin_flags], origin_port, cpus=LOAD_CPU)
+        try:
+            for name in names:
+                if name not in servers:
+                    continue
+                port = free_port()
+                if name == "native":
+                    server = Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}",
+                                           "--body-bytes", "1024"], port)
+                elif name == "outpost":
+                    server = outpost_cache_proxy(args, port, origin_port, proxy_wasm, release, cache)
+                elif name == "varnish":
+                    server = varnish(port, origin_port)
+                else:
+                    server = nginx_cache(port, origin_port)
+                try:
+                    time.sleep(1)
+                    before = origin_count(origin, "requests")
+                    runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
+                    entry = {k: median(runs, k) for k in ("rps", "p50", "p99", "p999", "errors", "rss")}
+                    entry["origin_requests"] = origin_count(origin, "requests") - before
+                    results[path][name] = entry
+                finally:
+                    server.stop()
+        finally:
+            origin.stop()
+    return results
+
+
+def print_cache(results, args):
+    for path, title in (("hit", "cache hit: a 1 KiB object (max-age=3600) from cache; native answers it itself"),
+                        ("revalidate", "revalidation: max-age=0 + ETag, the origin answers 304 to each request")):
+        rows = results[path]
+        if not rows:
+            continue
+        print()
+        print(f"{title}, wrk 64 connections, {args.duration}s x {args.runs} runs (medians)")
+        print(f"{'server':<9}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'errors':>8}{'RSS load':>10}{'origin reqs':>13}")
+        for name, r in rows.items():
+            print(f"{name:<9}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8.0f}"
+                  f"{r['rss']:>9.1f}M{r['origin_requests']:>13}")
+        if "outpost" in rows:
+            o = rows["outpost"]
+            for name in ("native", "varnish", "nginx"):
+                if name in rows:
+                    print(f"Outpost/{name} {o['rps'] / rows[name]['rps']:.2f}x req/s "
+                          f"(p99 {o['p99']:.0f} vs {rows[name]['p99']:.0f} µs)")
+
+
+def origin_count(origin, what):
+    """The origin's count of `what`: "accepted" connections or answered
+    "requests"."""
     with socket.create_connection(("127.0.0.1", origin.port), timeout=5) as s:
-        s.sendall(b"GET /accepted HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n")
+        s.sendall(f"GET /{what} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n".encode())
         reply = b""
         while chunk := s.recv(65536):
             reply += chunk
@@ -242,11 +362,11 @@ def proxy_scenario(args, servers, wasmtime, fetcher, release, cache):
                 continue
             try:
                 time.sleep(1)
-                before = origin_accepted(origin)
+                before = origin_count(origin, "accepted")
                 runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
                 entry = {k: median(runs, k) for k in ("rps", "p50", "p99", "p999", "errors", "rss")}
                 # The readiness probe and /accepted itself count one each.
-                entry["origin_connections"] = origin_accepted(origin) - before - 1
+                entry["origin_connections"] = origin_count(origin, "accepted") - before - 1
                 entry["time_wait"] = time_wait(origin_port)
                 results[name] = entry
             finally:
@@ -279,9 +399,10 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration; medians are reported (default 3)")
     parser.add_argument("--connections", default="1,64,256", help="wrk connection counts (default 1,64,256)")
-    parser.add_argument("--servers", default="native,outpost,serve,nginx",
-                        help="which servers (default all; nginx only proxies)")
-    parser.add_argument("--scenarios", default="hello,proxy", help="hello, proxy or both (default both)")
+    parser.add_argument("--servers", default="native,outpost,serve,nginx,varnish",
+                        help="which servers (default all; nginx only proxies and caches, varnish only caches)")
+    parser.add_argument("--scenarios", default="hello,proxy,cache",
+                        help="any of hello, proxy, cache (default all)")
     parser.add_argument("--outpost-args", default="", help="extra `outpost serve` flags, e.g. --workers 1")
     parser.add_argument("--outpost-bin", type=Path, help="another outpost binary, to compare builds")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -293,7 +414,7 @@ def main():
     wasmtime = ensure_tools() if "serve" in servers else None
     if wasmtime is None:
         ensure_tools(wasmtime=False)
-    hello, fetcher = build()
+    hello, fetcher, proxy_wasm = build()
     release = ROOT / "target" / "release"
     cache = ROOT / "target" / "bench-cache"
 
@@ -311,7 +432,7 @@ def main():
 
     results = {}
     for name in servers if "hello" in scenarios else []:
-        if name == "nginx":
+        if name in ("nginx", "varnish"):
             continue
         server = start(name)
         try:
@@ -329,6 +450,7 @@ def main():
             server.stop()
 
     proxy = proxy_scenario(args, servers, wasmtime, fetcher, release, cache) if "proxy" in scenarios else {}
+    cached = cache_scenario(args, servers, proxy_wasm, release, cache) if "cache" in scenarios else {}
 
     print()
     print(f"hello component, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
@@ -363,8 +485,10 @@ def main():
             print(f"HTTP/2: Outpost/native {results['outpost']['h2']['rps'] / results['native']['h2']['rps']:.2f}x")
     if proxy:
         print_proxy(proxy, args)
+    if cached:
+        print_cache(cached, args)
     if args.json:
-        args.json.write_text(json.dumps({"hello": results, "proxy": proxy}, indent=2))
+        args.json.write_text(json.dumps({"hello": results, "proxy": proxy, "cache": cached}, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 //! builder Outpost uses, on one current-thread runtime. Used by `load.py`,
 //! also as the origin of its proxy scenario.
 //!
-//! `native-hello --listen 127.0.0.1:0 [--body-bytes N]` prints
-//! `listening on http://ADDR`. With `--body-bytes`, the body is padded to N
-//! bytes. `GET /accepted` answers how many connections it accepted.
+//! `native-hello --listen 127.0.0.1:0 [--body-bytes N] [--cache-control V]
+//! [--etag]` prints `listening on http://ADDR`. With `--body-bytes`, the
+//! body is padded to N bytes; with `--cache-control`, responses carry
+//! `Cache-Control: V`; with `--etag`, they carry `ETag: "v1"` and a request
+//! with `If-None-Match: "v1"` gets `304` (the origin of the cache
+//! scenarios). `GET /accepted` answers how many connections it accepted,
+//! `GET /requests` how many requests it answered.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -28,7 +32,12 @@ fn main() -> std::io::Result<()> {
         body.resize(size.max(BODY.len()), b'x');
     }
     let body = Bytes::from(body);
+    let cache_control = arg("--cache-control").map(|value| {
+        hyper::header::HeaderValue::from_str(&value).expect("--cache-control takes a header value")
+    });
+    let etag = std::env::args().any(|arg| arg == "--etag");
     let accepted = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -44,19 +53,46 @@ fn main() -> std::io::Result<()> {
             let builder = builder.clone();
             let body = body.clone();
             let accepted = accepted.clone();
+            let requests = requests.clone();
+            let cache_control = cache_control.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<_>| {
-                    let body = if request.uri().path() == "/accepted" {
-                        Bytes::from(accepted.load(Ordering::Relaxed).to_string())
-                    } else {
-                        body.clone()
+                    let body = match request.uri().path() {
+                        "/accepted" => Bytes::from(accepted.load(Ordering::Relaxed).to_string()),
+                        "/requests" => Bytes::from(requests.load(Ordering::Relaxed).to_string()),
+                        _ => {
+                            requests.fetch_add(1, Ordering::Relaxed);
+                            body.clone()
+                        }
                     };
+                    let not_modified = etag
+                        && request
+                            .headers()
+                            .get(hyper::header::IF_NONE_MATCH)
+                            .is_some_and(|tags| tags.as_bytes() == b"\"v1\"");
+                    let cache_control = cache_control.clone();
                     async move {
-                        let mut response = hyper::Response::new(Full::new(body));
-                        response.headers_mut().insert(
+                        let mut response = if not_modified {
+                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = hyper::StatusCode::NOT_MODIFIED;
+                            response
+                        } else {
+                            hyper::Response::new(Full::new(body))
+                        };
+                        let headers = response.headers_mut();
+                        headers.insert(
                             hyper::header::CONTENT_TYPE,
                             hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
                         );
+                        if let Some(value) = cache_control {
+                            headers.insert(hyper::header::CACHE_CONTROL, value);
+                        }
+                        if etag {
+                            headers.insert(
+                                hyper::header::ETAG,
+                                hyper::header::HeaderValue::from_static("\"v1\""),
+                            );
+                        }
                         Ok::<_, Infallible>(response)
                     }
                 });

@@ -11,7 +11,13 @@ const TARGET: &str = "wasm32-wasip2";
 const WORKSPACES: &[(&str, &[&str])] = &[
     (
         "examples",
-        &["hello", "echo", "raw-wasi-http", "api-gateway"],
+        &[
+            "hello",
+            "echo",
+            "raw-wasi-http",
+            "api-gateway",
+            "cache-proxy",
+        ],
     ),
     (
         "tests/fixtures",

@@ -3,7 +3,8 @@
 //! from a fresh one, and the app's request counter (admin stats) tells
 //! whether an instance ran at all.
 
-use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, temp_dir, write_config};
+use outpost_tests::origin::Origin;
+use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, serve_config};
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,32 +13,20 @@ const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
 /// A node with the cache origin as app `c` on every route, its `[cache]`
 /// enabled, `app_keys` added to its table.
 fn start(app_keys: &str) -> (Outpost, TempDir) {
-    let dir = temp_dir();
     let toml = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
          [[admin.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
+         [[admin.tokens]]\nname = \"purger\"\nsha256 = \"{}\"\nscopes = [\"purge\"]\n\
          [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.c.cache]\nenabled = true\n{app_keys}\n",
         outpost_store::sha256_hex(TOKEN.as_bytes()),
+        outpost_store::sha256_hex(PURGE_TOKEN.as_bytes()),
         artifacts::CACHE_ORIGIN
     );
-    let config = write_config(dir.path(), &toml);
-    let mut command = Command::new(OUTPOST);
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"));
-    (Outpost::spawn(command).expect("the node starts"), dir)
+    serve_config(OUTPOST.as_ref(), &toml)
 }
 
 const TOKEN: &str = "op_cache_test_token";
+const PURGE_TOKEN: &str = "op_cache_purge_token";
 
 fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -425,4 +414,237 @@ fn the_app_memory_budget_bounds_the_store() {
     // allocator; without the bound it would be over 60 MiB.
     let grown = node.rss_kib().saturating_sub(before);
     assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
+}
+
+#[test]
+fn concurrent_misses_for_one_key_make_one_handler_request() {
+    let (node, _dir) = start("");
+    let path = "/slow?cc=max-age=60&sleep_ms=500";
+    let ran = handled(&node);
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..100).map(|_| scope.spawn(|| get(&node, path))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let serial = replies[0].header("x-serial").to_owned();
+    for reply in &replies {
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-serial"), serial);
+    }
+    let collapsed = replies
+        .iter()
+        .filter(|reply| reply.header("cache-status").contains("collapsed"))
+        .count();
+    assert!(collapsed > 0, "no request waited for another");
+    assert_eq!(
+        handled(&node),
+        ran + 1,
+        "one handler request for 100 misses"
+    );
+}
+
+/// `POST /v1/apps/c/purge` with `body`, as `token`.
+fn purge(node: &Outpost, token: &str, body: &str) -> Reply {
+    let request = http::Request::post(node.admin_url("/v1/apps/c/purge"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap();
+    block_on(HttpClient::http1().send(request)).expect("purge answer")
+}
+
+fn purged(reply: &Reply) -> u64 {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    answer["purged"].as_u64().unwrap()
+}
+
+fn is_hit(node: &Outpost, path: &str) -> bool {
+    get(node, path).header("cache-status").contains("hit")
+}
+
+#[test]
+fn purge_by_tag_url_prefix_and_all_hard_and_soft() {
+    let (node, dir) = start("");
+    let tagged_a = "/p/1?cc=max-age=600&tags=a,b";
+    let tagged_b = "/p/2?cc=max-age=600&keys=b%20c";
+    let plain = "/q/3?cc=max-age=600";
+    for path in [tagged_a, tagged_b, plain] {
+        let reply = get(&node, path);
+        // The tags are the edge's: the client never sees them.
+        assert_eq!(reply.headers.get("cache-tag"), None);
+        assert_eq!(reply.headers.get("surrogate-key"), None);
+        assert!(is_hit(&node, path));
+    }
+    // A token without the purge scope is refused.
+    assert_eq!(purge(&node, TOKEN, r#"{"all": true}"#).status, 403);
+    // Bad requests say what to send.
+    let reply = purge(&node, PURGE_TOKEN, r#"{"soft": true}"#);
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("nothing selected"),
+        "{}",
+        reply.text()
+    );
+    let reply = purge(&node, PURGE_TOKEN, r#"{"tag": ["a"]}"#);
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("not a purge request"),
+        "{}",
+        reply.text()
+    );
+    let reply = purge(&node, PURGE_TOKEN, r#"{"urls": ["ftp://x/"]}"#);
+    assert_eq!(reply.status, 400);
+
+    // By tag (Cache-Tag): only the entry carrying it.
+    assert_eq!(purged(&purge(&node, PURGE_TOKEN, r#"{"tags": ["a"]}"#)), 1);
+    assert!(!is_hit(&node, tagged_a), "purged, then stored again");
+    assert!(is_hit(&node, tagged_b));
+    // By tag (Surrogate-Key), both now carry b.
+    assert_eq!(purged(&purge(&node, PURGE_TOKEN, r#"{"tags": ["b"]}"#)), 2);
+    // By prefix.
+    assert_eq!(
+        purged(&purge(&node, PURGE_TOKEN, r#"{"prefixes": ["/q/"]}"#)),
+        1
+    );
+    assert!(!is_hit(&node, plain));
+    // By exact URL, absolute or a path: the query is part of it.
+    let body = format!(r#"{{"urls": ["http://127.0.0.1{plain}"]}}"#);
+    assert_eq!(purged(&purge(&node, PURGE_TOKEN, &body)), 1);
+    assert!(!is_hit(&node, plain));
+    assert_eq!(
+        purged(&purge(&node, PURGE_TOKEN, r#"{"urls": ["/q/3"]}"#)),
+        0,
+        "another query is another URL"
+    );
+
+    // Soft: the entry turns stale, and stale-while-revalidate still
+    // serves it while one background request refreshes it.
+    let swr = "/s?cc=max-age=600,stale-while-revalidate=60&tags=soft";
+    let first = get(&node, swr);
+    assert_eq!(
+        purged(&purge(
+            &node,
+            PURGE_TOKEN,
+            r#"{"tags": ["soft"], "soft": true}"#
+        )),
+        1
+    );
+    let stale = get(&node, swr);
+    assert!(stale.header("cache-status").contains("hit"));
+    assert!(
+        stale.header("cache-status").contains("ttl=-")
+            || stale.header("cache-status").contains("ttl=0")
+    );
+    assert_eq!(stale.header("x-serial"), first.header("x-serial"));
+    let mut refreshed = false;
+    for _ in 0..100 {
+        if get(&node, swr).header("x-serial") != first.header("x-serial") {
+            refreshed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(refreshed, "the soft-purged entry was refreshed");
+
+    // Everything, and the purges are in the audit log.
+    assert!(purged(&purge(&node, PURGE_TOKEN, r#"{"all": true}"#)) >= 1);
+    assert!(!is_hit(&node, swr));
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
+    assert!(audit.contains("\"purge\""), "{audit}");
+    assert!(audit.contains("purger"), "{audit}");
+}
+
+#[test]
+fn the_cli_purges_by_tag() {
+    let (node, _dir) = start("keep_tag_headers = true\n");
+    let path = "/cli?cc=max-age=600&tags=news";
+    let reply = get(&node, path);
+    // This app passes its tags on.
+    assert_eq!(reply.header("cache-tag"), "news");
+    assert!(is_hit(&node, path));
+    let output = Command::new(OUTPOST)
+        .args(["purge", "c", "--tag", "news", "--remote"])
+        .arg(node.admin_url(""))
+        .env("OUTPOST_TOKEN", PURGE_TOKEN)
+        .env("HOME", _dir.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("purged 1 entries of c"), "{stdout}");
+    assert!(!is_hit(&node, path));
+    // Without a selector, clap says what is missing.
+    let output = Command::new(OUTPOST)
+        .args(["purge", "c", "--remote"])
+        .arg(node.admin_url(""))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--url"));
+}
+
+#[test]
+fn the_cache_proxy_example_is_a_cdn_in_front_of_an_origin() {
+    let origin = Origin::http();
+    let toml = format!(
+        "[outbound]\nallow_private = [\"127.0.0.0/8\"]\n\
+         [apps.p]\ncomponent = {:?}\nroutes = [\"/\"]\n\
+         [apps.p.backends.origin]\nendpoints = [\"http://{}\"]\n\
+         [apps.p.cache]\nenabled = true\n",
+        artifacts::CACHE_PROXY,
+        origin.addr()
+    );
+    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+
+    let path = "/cacheable?max_age=1";
+    let first = get(&node, path);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.text(), "cacheable v1");
+    assert!(first.header("cache-status").contains("stored"));
+    for _ in 0..5 {
+        assert!(get(&node, path).header("cache-status").contains("hit"));
+    }
+    assert_eq!(origin.cacheables(), 1, "hits never reach the origin");
+    // Stale: revalidated through the proxy with If-None-Match; the origin
+    // answers 304 and the client gets the stored body.
+    std::thread::sleep(Duration::from_millis(1100));
+    let revalidated = get(&node, path);
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.text(), "cacheable v1");
+    assert!(
+        revalidated
+            .header("cache-status")
+            .contains("fwd=stale; fwd-status=304"),
+        "{}",
+        revalidated.header("cache-status")
+    );
+    assert_eq!(origin.cacheables(), 2);
+    // A client's own conditional is answered from a fresh entry.
+    let fresh = "/cacheable?max_age=600";
+    get(&node, fresh);
+    assert_eq!(origin.cacheables(), 3);
+    let reply = request(&node, "GET", fresh, &[("if-none-match", "\"v1\"")]);
+    assert_eq!(reply.status, 304);
+    assert_eq!(origin.cacheables(), 3);
+    // An unsafe method goes through and invalidates.
+    let posted = request(&node, "POST", fresh, &[]);
+    assert_eq!(posted.status, 200);
+    assert_eq!(origin.cacheables(), 4);
+    assert!(
+        get(&node, fresh)
+            .header("cache-status")
+            .contains("fwd=uri-miss")
+    );
+    // The origin down: a JSON 502 from the proxy.
+    drop(origin);
+    let down = get(&node, "/cacheable?max_age=1&other=1");
+    assert_eq!(down.status, 502, "{}", down.text());
+    assert!(down.text().contains("origin_unavailable"));
 }

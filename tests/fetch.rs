@@ -5,7 +5,9 @@
 //! rule, the pool, every timeout and every cap.
 
 use outpost_tests::origin::Origin;
-use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, temp_dir, write_config};
+use outpost_tests::{
+    HttpClient, Outpost, Reply, TempDir, artifacts, serve_config, temp_dir, write_config,
+};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,26 +16,11 @@ const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
 /// A node with the fetcher as app `f` on every route, `app_keys` added to
 /// its table, and `node_keys` at the top of node.toml.
 fn start(node_keys: &str, app_keys: &str) -> (Outpost, TempDir) {
-    let dir = temp_dir();
     let toml = format!(
         "{node_keys}\n[apps.f]\ncomponent = {:?}\nroutes = [\"/\"]\n{app_keys}\n",
         artifacts::FETCHER
     );
-    let config = write_config(dir.path(), &toml);
-    let mut command = Command::new(OUTPOST);
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"));
-    (Outpost::spawn(command).expect("the node starts"), dir)
+    serve_config(OUTPOST.as_ref(), &toml)
 }
 
 /// node.toml's `[outbound]` opening loopback.

@@ -34,6 +34,40 @@ use std::time::Duration;
 /// `http://users.backend.internal`.
 pub const BACKEND_SUFFIX: &str = ".backend.internal";
 
+/// Fields that describe one connection, not the message (RFC 9110
+/// §7.6.1), plus those the host sets on each hop.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// `headers` without the hop-by-hop ones, and without those the
+/// `Connection` field names.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name_text = name.as_str();
+        if !HOP_BY_HOP.contains(&name_text) && !named.iter().any(|named| named == name_text) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
 /// An outbound request, built and then [sent](Request::send).
 ///
 /// ```
@@ -116,6 +150,29 @@ impl Request {
     /// ```
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A request that forwards `incoming` to `url`, as a proxy does: the
+    /// same method, body and headers, except those that describe one hop
+    /// (`connection`, `transfer-encoding`, ...; `host` and
+    /// `content-length`, which the host sets for the new hop).
+    ///
+    /// ```
+    /// use outpost_sdk::{fetch, Method, Request};
+    /// let incoming = Request::builder(Method::PUT, "/items/7?v=2")
+    ///     .header("if-match", "\"v1\"")
+    ///     .header("connection", "keep-alive")
+    ///     .body("new");
+    /// let upstream = fetch::Request::forward(incoming, "/items/7?v=2").backend("origin");
+    /// assert_eq!(upstream.method(), Method::PUT);
+    /// assert_eq!(upstream.headers()["if-match"], "\"v1\"");
+    /// assert!(upstream.headers().get("connection").is_none());
+    /// ```
+    pub fn forward(incoming: crate::Request, url: impl Into<String>) -> Self {
+        let mut forwarded = Self::new(incoming.method().clone(), url);
+        forwarded.headers = end_to_end(incoming.headers());
+        forwarded.body = incoming.into_body();
+        forwarded
     }
 
     /// Appends a header. An invalid name or value is ignored, and logged
@@ -351,6 +408,24 @@ impl Response {
     /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// This response as the handler's own, as a proxy passes it on: its
+    /// status, body and headers, except those that describe one hop.
+    ///
+    /// ```no_run
+    /// use outpost_sdk::{fetch, handler, Request, Response, Result};
+    ///
+    /// #[handler]
+    /// fn handle(req: Request) -> Result<Response> {
+    ///     let path = req.uri().to_owned();
+    ///     Ok(fetch::Request::forward(req, path).backend("origin").send()?.into_response())
+    /// }
+    /// ```
+    pub fn into_response(self) -> crate::Response {
+        let mut response = crate::Response::new(self.status).with_body(self.body);
+        *response.headers_mut() = end_to_end(&self.headers);
+        response
     }
 
     /// Its body.

@@ -367,6 +367,27 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// Runs `binary serve` on one worker with `toml` as its node config, on
+/// a free port, with its precompiled cache in the returned directory.
+pub fn serve_config(binary: &Path, toml: &str) -> (Outpost, TempDir) {
+    let dir = temp_dir();
+    let config = write_config(dir.path(), toml);
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"));
+    (Outpost::spawn(command).expect("the node starts"), dir)
+}
+
 /// A response with its body read.
 #[derive(Debug)]
 pub struct Reply {

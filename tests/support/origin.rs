@@ -11,6 +11,7 @@
 //! | `/upload` | `got N` for an N-byte request body |
 //! | `/concurrent` | waits 200 ms; the most requests in flight at once is counted |
 //! | `/status?code=N` | status N |
+//! | `/cacheable?max_age=N` | `Cache-Control: max-age=N`, `ETag: "v1"`, `Cache-Tag: product`; `304` to `If-None-Match: "v1"`; counted |
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, combinators::BoxBody};
@@ -38,6 +39,7 @@ struct Counters {
     hellos: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    cacheables: AtomicUsize,
 }
 
 impl Origin {
@@ -126,6 +128,11 @@ impl Origin {
     /// `/hello` requests answered so far.
     pub fn hellos(&self) -> usize {
         self.counters.hellos.load(Ordering::SeqCst)
+    }
+
+    /// `/cacheable` requests answered so far (conditional ones included).
+    pub fn cacheables(&self) -> usize {
+        self.counters.cacheables.load(Ordering::SeqCst)
     }
 
     /// The most `/concurrent` requests it had in flight at once.
@@ -251,6 +258,28 @@ async fn answer(request: http::Request<Incoming>, counters: &Counters) -> http::
             text(200, "done")
         }
         "/status" => text(number("code").unwrap_or(200) as u16, "status"),
+        "/cacheable" => {
+            counters.cacheables.fetch_add(1, Ordering::SeqCst);
+            let matched = request
+                .headers()
+                .get("if-none-match")
+                .is_some_and(|tags| tags.as_bytes() == b"\"v1\"");
+            let (status, body) = if matched {
+                (304, "")
+            } else {
+                (200, "cacheable v1")
+            };
+            let mut response = text(status, body);
+            let headers = response.headers_mut();
+            let max_age = number("max_age").unwrap_or(60);
+            headers.insert(
+                "cache-control",
+                format!("max-age={max_age}").parse().unwrap(),
+            );
+            headers.insert("etag", http::HeaderValue::from_static("\"v1\""));
+            headers.insert("cache-tag", http::HeaderValue::from_static("product"));
+            response
+        }
         _ => text(404, "no such origin path"),
     }
 }

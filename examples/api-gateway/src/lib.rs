@@ -17,32 +17,11 @@ fn handle(req: Request) -> Result<Response> {
         format!("/{rest}")
     };
 
-    let mut upstream = fetch::Request::new(req.method().clone(), path).backend("api");
-    for (name, value) in req.headers() {
-        // Hop-by-hop headers (and the host's own framing) stay on their hop.
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            upstream = upstream.header(name.as_str(), value);
-        }
-    }
-    let upstream = upstream
-        .header("x-gateway", "outpost")
-        .body(req.into_body());
-
+    let upstream = fetch::Request::forward(req, path)
+        .backend("api")
+        .header("x-gateway", "outpost");
     match upstream.send() {
-        Ok(res) => {
-            let mut out = Response::new(res.status());
-            for (name, value) in res.headers() {
-                if !HOP_BY_HOP.contains(&name.as_str()) {
-                    out.headers_mut().append(name.clone(), value.clone());
-                }
-            }
-            Ok(out
-                .with_header("x-gateway", "outpost")
-                .with_body(res.into_bytes()))
-        }
+        Ok(res) => Ok(res.into_response().with_header("x-gateway", "outpost")),
         Err(err) if err.kind() == FetchErrorKind::Timeout => json_error(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -55,20 +34,6 @@ fn handle(req: Request) -> Result<Response> {
         ),
     }
 }
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
-/// plus the ones the host sets on each hop.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Result<Response> {
     Ok(

@@ -34,6 +34,9 @@ pub(crate) struct DevArgs {
     /// production, nothing private is reachable otherwise.
     #[arg(long, value_name = "CIDR", value_parser = crate::serve::parse_range)]
     allow_private: Vec<outpost_host::fetch::PrivateAllowance>,
+    /// Serve without the edge cache, whatever the manifest's [cache] says.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
@@ -43,7 +46,10 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     // The sources as they are before the first build: a file saved while
     // it runs, or before the watcher starts, is a change.
     let built_from = snapshot(&project.dir);
-    let manifest = project.manifest(&maxima)?;
+    let mut manifest = project.manifest(&maxima)?;
+    if args.no_cache {
+        manifest.cache = None;
+    }
     let component = project.build()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir()?);
@@ -68,6 +74,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
         table: node.table(),
         runtime: node.runtime(),
         name: manifest.name,
+        no_cache: args.no_cache,
     };
     std::thread::Builder::new()
         .name("outpost-dev-watch".into())
@@ -81,6 +88,8 @@ struct Reloader {
     runtime: Arc<outpost_core::Runtime>,
     /// The app's name as served now (the manifest may rename it).
     name: outpost_store::AppName,
+    /// `--no-cache`.
+    no_cache: bool,
 }
 
 impl Reloader {
@@ -129,9 +138,21 @@ impl Reloader {
     }
 
     fn rebuild(&mut self) -> anyhow::Result<()> {
-        let manifest: AppManifest = self.project.manifest(&Limits::node_maxima())?;
+        let mut manifest: AppManifest = self.project.manifest(&Limits::node_maxima())?;
+        if self.no_cache {
+            manifest.cache = None;
+        }
         let component = self.project.build()?;
         let (app, _) = self.runtime.load_app(&manifest.spec(component))?;
+        // A node keeps an app's cache across deploys; while developing,
+        // the new code's answers are what one wants to see.
+        if let Some(cache) = app.cache() {
+            let all = outpost_host::cache::Purge {
+                all: true,
+                ..Default::default()
+            };
+            cache.purge(&all).map_err(|err| anyhow::anyhow!(err))?;
+        }
         let served = Served {
             app,
             routes: manifest.routes,

@@ -49,6 +49,8 @@ enum Command {
     Rollback(remote::RollbackArgs),
     /// Stream an app's request log and guest output from a node.
     Tail(remote::TailArgs),
+    /// Drop (or mark stale) an app's cached responses on a node.
+    Purge(remote::PurgeArgs),
     /// Run a node: serve one component, or the apps of a node config.
     Serve(serve::ServeArgs),
     /// Admin tokens for node.toml.
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Versions(args) => remote::versions(&args),
         Command::Rollback(args) => remote::rollback(&args),
         Command::Tail(args) => remote::tail(&args),
+        Command::Purge(args) => remote::purge(&args),
         Command::Serve(args) => serve::run(args),
         Command::Token(TokenCommand::New(args)) => remote::token_new(&args),
     };

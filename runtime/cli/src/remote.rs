@@ -9,7 +9,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body::{Body, Frame};
-use http_body_util::{BodyExt as _, Empty, combinators::BoxBody};
+use http_body_util::{BodyExt as _, Empty, Full, combinators::BoxBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -62,6 +62,32 @@ pub(crate) struct RollbackArgs {
     /// The version to serve. [default: the one before the active one]
     #[arg(long)]
     to: Option<u64>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("selector").required(true).multiple(true).args(["url", "tag", "prefix", "all"])))]
+pub(crate) struct PurgeArgs {
+    /// The app. [default: the name in ./outpost.toml]
+    app: Option<String>,
+    /// An exact URL: absolute (that host only) or a path with its query
+    /// (every host of the app). Repeatable.
+    #[arg(long)]
+    url: Vec<String>,
+    /// A tag from the responses' Cache-Tag or Surrogate-Key. Repeatable.
+    #[arg(long)]
+    tag: Vec<String>,
+    /// A URL prefix, absolute or a path. Repeatable.
+    #[arg(long)]
+    prefix: Vec<String>,
+    /// Everything the app has stored.
+    #[arg(long)]
+    all: bool,
+    /// Mark stale instead of dropping: stale-while-revalidate and
+    /// stale-if-error still apply.
+    #[arg(long)]
+    soft: bool,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -194,6 +220,35 @@ pub(crate) fn rollback(args: &RollbackArgs) -> anyhow::Result<()> {
         style::bold(&app),
         answer["version"],
         answer["previous"]
+    );
+    Ok(())
+}
+
+pub(crate) fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
+    let app = app_name(args.app.as_deref())?;
+    let node = Node::connect(&args.remote)?;
+    let body = serde_json::json!({
+        "urls": args.url,
+        "tags": args.tag,
+        "prefixes": args.prefix,
+        "all": args.all,
+        "soft": args.soft,
+    });
+    let request = node
+        .request(Method::POST, &format!("/v1/apps/{app}/purge"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body.to_string()))?;
+    let answer = node.send(request)?;
+    out!(
+        "{} {} entries of {}{}",
+        style::ok("purged"),
+        answer["purged"],
+        style::bold(&app),
+        if args.soft {
+            " (soft: marked stale)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -355,6 +410,10 @@ struct Node {
 
 fn empty() -> BoxBody<Bytes, std::io::Error> {
     BoxBody::new(Empty::new().map_err(|never| match never {}))
+}
+
+fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+    BoxBody::new(Full::new(bytes.into()).map_err(|never| match never {}))
 }
 
 impl Node {

@@ -28,6 +28,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use outpost_core::{Limits, Runtime};
+use outpost_host::cache::Purge;
 use outpost_store::AppName;
 use outpost_store::{AppStore, Staging, StoreError, Version};
 use serde_json::{Value, json};
@@ -176,12 +177,16 @@ impl Admin {
                     Mutation::Rollback((*app).to_owned(), query_param(request.uri(), "to"));
                 self.mutate(request, peer, mutation).await
             }
+            (&Method::POST, ["v1", "apps", app, "purge"]) => {
+                self.mutate(request, peer, Mutation::Purge((*app).to_owned()))
+                    .await
+            }
             (&Method::DELETE, ["v1", "apps", app]) => {
                 self.mutate(request, peer, Mutation::Delete((*app).to_owned()))
                     .await
             }
             (_, ["v1", "health" | "ready" | "apps" | "stats"])
-            | (_, ["v1", "apps", _, "versions" | "tail" | "rollback"])
+            | (_, ["v1", "apps", _, "versions" | "tail" | "rollback" | "purge"])
             | (_, ["v1", "apps", _, "versions", _, "activate"])
             | (_, ["v1", "apps", _]) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -208,7 +213,7 @@ impl Admin {
         answer(self).map(|value| json_response(StatusCode::OK, &value))
     }
 
-    /// A mutation: needs the deploy scope. An authorized one is written to
+    /// A mutation: needs the deploy scope (purges: the purge scope). An authorized one is written to
     /// the audit log before it is carried out (refused with 503 if that
     /// fails: no unaudited change) and again with its outcome; refused
     /// attempts are counted and sampled into the log.
@@ -234,7 +239,7 @@ impl Admin {
         let who = match self
             .tokens
             .identify(&parts.headers)
-            .and_then(|token| token.allowed(Scope::Deploy))
+            .and_then(|token| token.allowed(mutation.scope()))
         {
             Ok(who) => who,
             Err(refused) => {
@@ -258,6 +263,7 @@ impl Admin {
             Mutation::Activate(_, version) => self.activate(app, *version).await,
             Mutation::Rollback(_, to) => self.rollback(app, to.as_deref()).await,
             Mutation::Delete(_) => self.delete(app).await,
+            Mutation::Purge(_) => self.purge(app, body).await,
         };
         let (status, outcome) = match &result {
             Ok((status, value)) => (*status, value.clone()),
@@ -634,6 +640,75 @@ impl Admin {
         ))
     }
 
+    /// Purges an app's cached responses; the selection is the JSON body.
+    /// Runs off the admin API's event loop: a purge of 100,000 entries
+    /// takes a while and must not hold other admin requests.
+    async fn purge(&self, app: &AppName, body: Incoming) -> Result<(StatusCode, Value), ApiError> {
+        let bytes = http_body_util::Limited::new(body, PURGE_BODY_MAX)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "a purge request is at most {} KiB of JSON; send several",
+                        PURGE_BODY_MAX >> 10
+                    ),
+                )
+            })?
+            .to_bytes();
+        let request: PurgeBody = serde_json::from_slice(&bytes).map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body is not a purge request ({err}); send e.g. {{\"tags\": [\"product-1\"], \"soft\": true}} \
+                     with any of urls, prefixes, tags, all, soft"
+                ),
+            )
+        })?;
+        let purge = Purge {
+            urls: request.urls,
+            prefixes: request.prefixes,
+            tags: request.tags,
+            all: request.all,
+            soft: request.soft,
+        };
+        if !purge.all && purge.urls.is_empty() && purge.prefixes.is_empty() && purge.tags.is_empty()
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "nothing selected: give urls, prefixes, tags, or \"all\": true",
+            ));
+        }
+        let served = self.table.get(app).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no app {app} is served on this node"),
+            )
+        })?;
+        let policy = served.app.cache().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("app {app} has no cache to purge; enable it with [cache] enabled = true in its manifest"),
+            )
+        })?;
+        // The selection goes into the answer, and so into the audit log.
+        let selection = json!({
+            "urls": purge.urls,
+            "prefixes": purge.prefixes,
+            "tags": purge.tags,
+            "all": purge.all,
+            "soft": purge.soft,
+        });
+        let purged = tokio::task::spawn_blocking(move || policy.purge(&purge))
+            .await
+            .map_err(|err| ApiError::internal(format!("the purge failed: {err}")))?
+            .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+        let mut answer = selection;
+        answer["purged"] = json!(purged);
+        Ok((StatusCode::OK, answer))
+    }
+
     async fn delete(&self, app: &AppName) -> Result<(StatusCode, Value), ApiError> {
         self.refuse_config_app(app)?;
         let store = self.store.lock().await;
@@ -744,18 +819,47 @@ enum Mutation {
     Activate(String, Option<u64>),
     Rollback(String, Option<String>),
     Delete(String),
+    Purge(String),
 }
 
 impl Mutation {
+    /// The scope a token needs for it.
+    fn scope(&self) -> Scope {
+        match self {
+            Self::Purge(_) => Scope::Purge,
+            _ => Scope::Deploy,
+        }
+    }
+
     /// The audit log's action and app.
     fn describe(&self) -> (&'static str, &str) {
         match self {
+            Self::Purge(app) => ("purge", app),
             Self::Upload(app) => ("upload", app),
             Self::Activate(app, _) => ("activate", app),
             Self::Rollback(app, _) => ("rollback", app),
             Self::Delete(app) => ("delete", app),
         }
     }
+}
+
+/// The largest purge request body.
+const PURGE_BODY_MAX: usize = 64 << 10;
+
+/// `POST /v1/apps/APP/purge`'s body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    soft: bool,
 }
 
 /// The active version of a stored app, loaded, unless it has none. An app

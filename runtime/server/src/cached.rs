@@ -18,14 +18,14 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, Empty, Full};
 use outpost_core::{App, BodyError, Failure, RequestId, RequestMeta, ResponseBody};
 use outpost_host::cache::{
-    CACHE_STATUS, CachePolicy, CacheStatus, Conditional, Lookup, NotStorable, RequestDirectives,
-    ResponseDirectives, Reuse, Stored, answer, evaluate_conditional, invalidated, reuse, selects,
-    storable,
+    CACHE_STATUS, CACHE_TAG, CachePolicy, CacheStatus, Conditional, Flight, Leader, Lookup,
+    NotStorable, RequestDirectives, ResponseDirectives, Reuse, SURROGATE_KEY, Stored, answer,
+    evaluate_conditional, invalidated, reuse, selects, storable,
 };
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Where a request to a cached app is going.
 pub(crate) struct CachedRequest<'a> {
@@ -61,7 +61,6 @@ impl CachedRequest<'_> {
             Lookup::UriMiss => (None, forwarded("uri-miss")),
             Lookup::VaryMiss => (None, forwarded("vary-miss")),
         };
-        let mut stale_if_error = None;
         if let Some(stored) = stored {
             let conditional = evaluate_conditional(request.headers(), &stored.headers);
             if conditional == Conditional::Origin {
@@ -81,10 +80,9 @@ impl CachedRequest<'_> {
                         self.refresh_in_background(&request, key, &stored);
                         return Ok(hit_response(&stored, &request, conditional, now, hit));
                     }
+                    Reuse::Revalidate { .. } if directives.only_if_cached => {}
                     Reuse::Revalidate { if_error } => {
-                        if if_error {
-                            stale_if_error = Some((stored.clone(), conditional));
-                        }
+                        let stale_if_error = if_error.then(|| (stored.clone(), conditional));
                         return self
                             .revalidate(request, key, stored, stale_if_error, status)
                             .await;
@@ -96,7 +94,34 @@ impl CachedRequest<'_> {
             status.detail = Some("only-if-cached");
             return Ok(gateway_timeout(self.meta.id, status));
         }
-        self.forward(request, key, status).await
+        // Concurrent misses for the key make one request to the handler.
+        let leader = match self.policy.collapse(&key) {
+            Flight::Lead(leader) => Some(leader),
+            Flight::Follow(follower) => {
+                follower.wait(COLLAPSE_WAIT).await;
+                if let Lookup::Found(stored) = self.policy.lookup(&key, request.headers()) {
+                    let conditional = evaluate_conditional(request.headers(), &stored.headers);
+                    let now = SystemTime::now();
+                    let usable = matches!(
+                        reuse(&stored.timing, &stored.directives, &directives, now),
+                        Reuse::Fresh | Reuse::StaleAccepted
+                    );
+                    if conditional != Conditional::Origin && usable {
+                        let hit = CacheStatus {
+                            hit: true,
+                            collapsed: true,
+                            detail: Some("L1"),
+                            ..CacheStatus::default()
+                        };
+                        return Ok(hit_response(&stored, &request, conditional, now, hit));
+                    }
+                }
+                // The leader's answer cannot serve this request (not
+                // stored, another variant, or too slow): ask on its own.
+                None
+            }
+        };
+        self.forward(request, key, leader, status).await
     }
 
     /// A stale entry: asks the handler with the entry's validators (unless
@@ -110,13 +135,14 @@ impl CachedRequest<'_> {
         stale_if_error: Option<(Arc<Stored>, Conditional)>,
         status: CacheStatus,
     ) -> Result<Response<ResponseBody>, Failure> {
+        // What the client asked, before the validators are added: the
+        // stored answer is made for it.
+        let asked = Asked::of(&request, key);
         let ours = !has_conditionals(request.headers()) && stored.has_validator();
         if ours {
             add_validators(request.headers_mut(), &stored);
         }
         let revalidating = ours.then_some(stored);
-        let (client_headers, method) = (request.headers().clone(), request.method().clone());
-        let requested_at = SystemTime::now();
         let outcome = self.app.handle(request, self.meta).await;
         let failed = match &outcome {
             Ok(response) => response.status().is_server_error(),
@@ -132,16 +158,9 @@ impl CachedRequest<'_> {
                 detail: Some("stale-if-error"),
                 ..CacheStatus::default()
             };
-            let head = Request::builder()
-                .method(method)
-                .body(())
-                .expect("a method makes a request");
-            let (mut parts, ()) = head.into_parts();
-            parts.headers = client_headers;
-            let request = Request::from_parts(parts, ());
             return Ok(hit_response(
                 &stored,
-                &request,
+                &asked.request(),
                 conditional,
                 SystemTime::now(),
                 status,
@@ -152,34 +171,25 @@ impl CachedRequest<'_> {
             && response.status() == StatusCode::NOT_MODIFIED
             && selects(&stored.headers, response.headers())
         {
-            let fresh = stored.freshened(response.headers(), requested_at);
-            let stored = self.policy.insert(&key, fresh.clone());
+            let fresh = stored.freshened(response.headers(), asked.at);
+            let stored = self.policy.insert(&asked.key, fresh.clone());
             let status = CacheStatus {
                 fwd_status: Some(304),
                 stored,
                 detail: Some("revalidated"),
                 ..status
             };
-            let request = Request::builder()
-                .method(Method::GET)
-                .body(())
-                .expect("GET makes a request");
+            let request = asked.request();
+            let conditional = evaluate_conditional(request.headers(), &fresh.headers);
             return Ok(hit_response(
                 &fresh,
                 &request,
-                Conditional::Unconditional,
+                conditional,
                 SystemTime::now(),
                 status,
             ));
         }
-        Ok(self.store_while_streaming(
-            response,
-            &method,
-            &client_headers,
-            key,
-            requested_at,
-            status,
-        ))
+        Ok(self.store_while_streaming(response, asked, None, status))
     }
 
     /// A miss: the handler answers, and its response is stored if it may
@@ -188,12 +198,12 @@ impl CachedRequest<'_> {
         self,
         request: Request<RequestBody>,
         key: Vec<u8>,
+        leader: Option<Leader>,
         status: CacheStatus,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let (method, headers) = (request.method().clone(), request.headers().clone());
-        let requested_at = SystemTime::now();
+        let asked = Asked::of(&request, key);
         let response = self.app.handle(request, self.meta).await?;
-        Ok(self.store_while_streaming(response, &method, &headers, key, requested_at, status))
+        Ok(self.store_while_streaming(response, asked, leader, status))
     }
 
     /// Adds `Cache-Status` to the handler's `response` and, if it may be
@@ -201,12 +211,17 @@ impl CachedRequest<'_> {
     fn store_while_streaming(
         &self,
         response: Response<ResponseBody>,
-        method: &Method,
-        request_headers: &HeaderMap,
-        key: Vec<u8>,
-        requested_at: SystemTime,
+        asked: Asked,
+        leader: Option<Leader>,
         mut status: CacheStatus,
     ) -> Response<ResponseBody> {
+        let Asked {
+            method,
+            headers: request_headers,
+            key,
+            at: requested_at,
+        } = asked;
+        let (method, request_headers) = (&method, &request_headers);
         let (mut parts, body) = response.into_parts();
         status.fwd_status = Some(parts.status.as_u16());
         let directives = ResponseDirectives::of(&parts.headers);
@@ -247,13 +262,14 @@ impl CachedRequest<'_> {
                 body
             }
             Ok(()) => {
-                let entry = Stored::new(
+                let mut entry = Stored::new(
                     parts.status,
                     parts.headers.clone(),
                     directives,
                     request_headers,
                     requested_at,
                 );
+                strip_tags(self.policy, &mut entry.headers);
                 if entry.worth_storing() {
                     status.stored = true;
                     let policy = self.policy.clone();
@@ -265,6 +281,8 @@ impl CachedRequest<'_> {
                                 ..entry
                             },
                         );
+                        // Followers wake once the entry is there.
+                        drop(leader);
                     })
                 } else {
                     status.detail = Some("not-reusable");
@@ -272,6 +290,7 @@ impl CachedRequest<'_> {
                 }
             }
         };
+        strip_tags(self.policy, &mut parts.headers);
         parts.headers.insert(CACHE_STATUS, status.header_value());
         Response::from_parts(parts, body)
     }
@@ -312,6 +331,7 @@ impl CachedRequest<'_> {
             fwd_status: Some(response.status().as_u16()),
             ..CacheStatus::default()
         };
+        strip_tags(self.policy, response.headers_mut());
         response
             .headers_mut()
             .insert(CACHE_STATUS, status.header_value());
@@ -379,13 +399,14 @@ impl CachedRequest<'_> {
                 return;
             };
             if verdict.is_ok() {
-                let entry = Stored::new(
+                let mut entry = Stored::new(
                     parts.status,
                     parts.headers,
                     directives,
                     &request_headers,
                     requested_at,
                 );
+                strip_tags(&policy, &mut entry.headers);
                 policy.insert(
                     &key,
                     Stored {
@@ -396,6 +417,47 @@ impl CachedRequest<'_> {
             }
             drop(refresh);
         });
+    }
+}
+
+/// How long a miss waits for the same key's request in flight before it
+/// asks the handler itself.
+const COLLAPSE_WAIT: Duration = Duration::from_secs(10);
+
+/// A request to the handler, as the store needs it once the response is
+/// there.
+struct Asked {
+    method: Method,
+    headers: HeaderMap,
+    key: Vec<u8>,
+    /// When the request was sent (the response delay counts in `Age`).
+    at: SystemTime,
+}
+
+impl Asked {
+    fn of<B>(request: &Request<B>, key: Vec<u8>) -> Self {
+        Self {
+            method: request.method().clone(),
+            headers: request.headers().clone(),
+            key,
+            at: SystemTime::now(),
+        }
+    }
+
+    /// The request again, without a body: what an answer is made for.
+    fn request(&self) -> Request<()> {
+        let mut request = Request::new(());
+        *request.method_mut() = self.method.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Purge tags are the edge's, unless the app passes them on.
+fn strip_tags(policy: &CachePolicy, headers: &mut HeaderMap) {
+    if !policy.rules().keep_tag_headers {
+        headers.remove(CACHE_TAG);
+        headers.remove(SURROGATE_KEY);
     }
 }
 

@@ -55,7 +55,7 @@ pub struct AppManifest {
 }
 
 /// The keys a manifest names in parse errors.
-const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, [cache.key], [limits] cpu_ms, wall_ms, memory_mib, \
+const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -255,6 +255,8 @@ struct RawCache {
     enabled: bool,
     memory_mib: Option<Spanned<u64>>,
     max_object_kib: Option<Spanned<u64>>,
+    #[serde(default)]
+    keep_tag_headers: bool,
     key: Option<RawCacheKey>,
 }
 
@@ -312,6 +314,7 @@ impl RawCache {
             rules.max_object = kib.get_ref() << 10;
         }
         rules.max_object = rules.max_object.min(rules.memory);
+        rules.keep_tag_headers = self.keep_tag_headers;
         if let Some(raw) = self.key {
             if raw.headers.len() > MAX_KEY_HEADERS {
                 return Err(at(

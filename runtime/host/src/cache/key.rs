@@ -74,12 +74,24 @@ impl KeyRules {
         key.push(SEP);
         key.extend_from_slice(host.to_ascii_lowercase().trim_end_matches('.').as_bytes());
         key.push(SEP);
+        self.push_target(&mut key, uri);
+        key
+    }
+
+    /// The path and query of `uri` as keys hold them (the query shaped by
+    /// the rules).
+    pub fn target(&self, uri: &Uri) -> Vec<u8> {
+        let mut target = Vec::with_capacity(uri.path().len() + 16);
+        self.push_target(&mut target, uri);
+        target
+    }
+
+    fn push_target(&self, key: &mut Vec<u8>, uri: &Uri) {
         key.extend_from_slice(uri.path().as_bytes());
         if let Some(query) = uri.query().filter(|_| !self.ignore_query) {
             key.push(b'?');
-            self.push_query(&mut key, query);
+            self.push_query(key, query);
         }
-        key
     }
 
     fn push_query(&self, key: &mut Vec<u8>, query: &str) {

@@ -21,22 +21,28 @@
 
 mod answer;
 mod directives;
+mod flight;
 mod freshness;
 mod invalidate;
 mod key;
+mod purge;
 mod range;
 mod status;
 mod store;
+mod stored;
 mod validate;
 
 pub use answer::{CACHE_STATUS, answer};
 pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
+pub use flight::{Flight, Follower, Leader, Refresh};
 pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
 pub use invalidate::invalidated;
 pub use key::{KeyRules, Vary};
+pub use purge::Purge;
 pub use range::{RangeAnswer, answer_range};
 pub use status::CacheStatus;
-pub use store::{CacheConfig, CachePolicy, CacheRules, CacheService, Lookup, Refresh, Stored};
+pub use store::{CacheConfig, CachePolicy, CacheRules, CacheService, Lookup};
+pub use stored::{CACHE_TAG, SURROGATE_KEY, Stored};
 pub use validate::{
     Conditional, evaluate_conditional, freshen, selects, strip_hop_by_hop, strong_eq, weak_eq,
 };

@@ -13,10 +13,9 @@
 //! more replace the oldest). Bodies are `Bytes`: a hit clones a reference,
 //! never the body.
 
-use super::{KeyRules, ResponseDirectives, Timing, Vary, freshen, strip_hop_by_hop};
-use bytes::Bytes;
-use http::header::{ETAG, LAST_MODIFIED};
-use http::{HeaderMap, StatusCode};
+use super::flight::Flights;
+use super::{KeyRules, Stored};
+use http::HeaderMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -43,6 +42,9 @@ pub struct CacheRules {
     pub memory: u64,
     /// The largest response body stored; larger ones pass through.
     pub max_object: u64,
+    /// Pass `Cache-Tag` and `Surrogate-Key` on to clients (by default the
+    /// edge keeps them to itself).
+    pub keep_tag_headers: bool,
 }
 
 impl Default for CacheRules {
@@ -51,6 +53,7 @@ impl Default for CacheRules {
             key: KeyRules::default(),
             memory: 64 << 20,
             max_object: 8 << 20,
+            keep_tag_headers: false,
         }
     }
 }
@@ -58,16 +61,6 @@ impl Default for CacheRules {
 /// Variants kept per primary key: more `Vary` combinations than this
 /// replace the oldest.
 const MAX_VARIANTS: usize = 8;
-
-/// What an entry costs beyond its key, headers and body (the entry, its
-/// `Arc`s, moka's bookkeeping), so that a flood of empty responses is
-/// still bounded.
-const ENTRY_OVERHEAD: u64 = 512;
-
-/// How long a stale response with validators is kept beyond its usable
-/// life, to be revalidated with a conditional request instead of fetched
-/// whole.
-const KEEP_FOR_REVALIDATION: Duration = Duration::from_secs(600);
 
 /// The node's cache: every app's L1 store.
 #[derive(Debug)]
@@ -93,7 +86,7 @@ impl CacheService {
             .lock()
             .expect("the cache's app map is never poisoned");
         let store = match apps.get(name) {
-            Some(store) if store.memory == rules.memory => store.clone(),
+            Some(store) if store.memory == rules.memory.min(self.memory) => store.clone(),
             _ => {
                 let store = Arc::new(AppStore::new(rules.memory.min(self.memory)));
                 apps.insert(name.to_owned(), store.clone());
@@ -119,12 +112,14 @@ impl CacheService {
     }
 }
 
-/// One app's entries.
-struct AppStore {
+/// One app's entries, and what is in flight for them.
+pub(super) struct AppStore {
     memory: u64,
-    entries: moka::sync::Cache<Box<[u8]>, Arc<Resource>>,
-    /// Keys being refreshed in the background: one refresh per key.
-    refreshing: Arc<Mutex<HashSet<Box<[u8]>>>>,
+    pub(super) entries: moka::sync::Cache<Box<[u8]>, Arc<Resource>>,
+    /// Tag → the keys of entries that carried it when stored. A superset:
+    /// a purge checks each entry's own tags.
+    pub(super) tags: Arc<Mutex<HashMap<Box<str>, HashSet<Box<[u8]>>>>>,
+    pub(super) flights: Flights,
 }
 
 impl std::fmt::Debug for AppStore {
@@ -138,6 +133,8 @@ impl std::fmt::Debug for AppStore {
 
 impl AppStore {
     fn new(memory: u64) -> Self {
+        let tags: Arc<Mutex<HashMap<Box<str>, HashSet<Box<[u8]>>>>> = Arc::default();
+        let index = tags.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(memory)
             .weigher(|key: &Box<[u8]>, resource: &Arc<Resource>| {
@@ -145,24 +142,50 @@ impl AppStore {
             })
             .expire_after(UsableLife)
             .support_invalidation_closures()
+            .eviction_listener(move |key, resource: Arc<Resource>, cause| {
+                // A replaced entry's key stays: its successor is indexed
+                // under its own tags, and stale tags only add candidates.
+                if cause == moka::notification::RemovalCause::Replaced {
+                    return;
+                }
+                let Ok(mut index) = index.lock() else {
+                    return;
+                };
+                for tag in resource.variants.iter().flat_map(|stored| &stored.tags) {
+                    if let Some(keys) = index.get_mut(tag) {
+                        keys.remove(&**key);
+                        if keys.is_empty() {
+                            index.remove(tag);
+                        }
+                    }
+                }
+            })
             .build();
         Self {
             memory,
             entries,
-            refreshing: Arc::default(),
+            tags,
+            flights: Flights::default(),
         }
     }
 }
 
 /// The variants stored under one primary key, newest first.
 #[derive(Debug)]
-struct Resource {
-    variants: Vec<Arc<Stored>>,
+pub(super) struct Resource {
+    pub(super) variants: Vec<Arc<Stored>>,
 }
 
 impl Resource {
     fn weight(&self) -> u64 {
         self.variants.iter().map(|stored| stored.weight()).sum()
+    }
+
+    /// Whether any variant carries `tag`.
+    pub(super) fn tagged(&self, tag: &str) -> bool {
+        self.variants
+            .iter()
+            .any(|stored| stored.tags.iter().any(|t| &**t == tag))
     }
 }
 
@@ -197,113 +220,6 @@ impl moka::Expiry<Box<[u8]>, Arc<Resource>> for UsableLife {
     }
 }
 
-/// A stored response.
-#[derive(Clone, Debug)]
-pub struct Stored {
-    pub status: StatusCode,
-    /// Its header fields, hop-by-hop ones removed.
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub directives: ResponseDirectives,
-    pub timing: Timing,
-    pub vary: Vary,
-    /// The secondary key of the request it answered (`None` under
-    /// `Vary: *`: it matches no later request).
-    pub secondary: Option<Vec<u8>>,
-}
-
-impl Stored {
-    /// The entry for a response with `status` and `headers` (its
-    /// `directives` parsed from them) to a request with `request_headers`
-    /// sent at `requested_at`, received now; its body comes later.
-    pub fn new(
-        status: StatusCode,
-        mut headers: HeaderMap,
-        directives: ResponseDirectives,
-        request_headers: &HeaderMap,
-        requested_at: SystemTime,
-    ) -> Self {
-        strip_hop_by_hop(&mut headers);
-        let vary = Vary::of(&headers);
-        let secondary = vary.secondary(request_headers);
-        let timing = Timing::of(
-            status,
-            &headers,
-            &directives,
-            requested_at,
-            SystemTime::now(),
-        );
-        Self {
-            status,
-            headers,
-            body: Bytes::new(),
-            directives,
-            timing,
-            vary,
-            secondary,
-        }
-    }
-
-    /// This entry freshened by a `304` with `not_modified` fields, to a
-    /// request sent at `requested_at` (RFC 9111 §4.3.4).
-    pub fn freshened(&self, not_modified: &HeaderMap, requested_at: SystemTime) -> Self {
-        let mut fresh = self.clone();
-        freshen(&mut fresh.headers, not_modified);
-        fresh.directives = ResponseDirectives::of(&fresh.headers);
-        fresh.timing = Timing::of(
-            fresh.status,
-            &fresh.headers,
-            &fresh.directives,
-            requested_at,
-            SystemTime::now(),
-        );
-        fresh
-    }
-
-    /// Bytes it holds, roughly: what the budgets count.
-    fn weight(&self) -> u64 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 32)
-            .sum();
-        ENTRY_OVERHEAD
-            + self.body.len() as u64
-            + headers as u64
-            + self.secondary.as_ref().map_or(0, Vec::len) as u64
-    }
-
-    /// Whether a conditional request can revalidate it.
-    pub fn has_validator(&self) -> bool {
-        self.headers.contains_key(ETAG) || self.headers.contains_key(LAST_MODIFIED)
-    }
-
-    /// How long from `now` a request could still use it.
-    fn usable_for(&self, now: SystemTime) -> Duration {
-        let age = self.timing.age(now);
-        let window = [
-            self.directives.stale_while_revalidate,
-            self.directives.stale_if_error,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|delta| delta.or_zero())
-        .max()
-        .unwrap_or_default();
-        let usable = (self.timing.lifetime + window).saturating_sub(age);
-        if self.has_validator() {
-            usable + KEEP_FOR_REVALIDATION
-        } else {
-            usable
-        }
-    }
-
-    /// Whether storing it is of any use: something could reuse it.
-    pub fn worth_storing(&self) -> bool {
-        self.secondary.is_some() && !self.usable_for(SystemTime::now()).is_zero()
-    }
-}
-
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
@@ -319,7 +235,7 @@ pub enum Lookup {
 #[derive(Clone, Debug)]
 pub struct CachePolicy {
     service: Arc<CacheService>,
-    store: Arc<AppStore>,
+    pub(super) store: Arc<AppStore>,
     rules: CacheRules,
 }
 
@@ -356,6 +272,16 @@ impl CachePolicy {
         {
             return false;
         }
+        if !stored.tags.is_empty() {
+            let mut index = self
+                .store
+                .tags
+                .lock()
+                .expect("the tag index is never poisoned");
+            for tag in &stored.tags {
+                index.entry(tag.clone()).or_default().insert(key.into());
+            }
+        }
         let stored = Arc::new(stored);
         let mut variants = vec![stored.clone()];
         if let Some(resource) = self.store.entries.get(key) {
@@ -384,21 +310,6 @@ impl CachePolicy {
         });
     }
 
-    /// Claims the background refresh of `key` (`stale-while-revalidate`),
-    /// or `None` if one is already running: until the returned guard is
-    /// dropped, no other request starts one.
-    pub fn start_refresh(&self, key: &[u8]) -> Option<Refresh> {
-        let mut refreshing = self
-            .store
-            .refreshing
-            .lock()
-            .expect("the refresh set is never poisoned");
-        refreshing.insert(key.into()).then(|| Refresh {
-            set: self.store.refreshing.clone(),
-            key: key.into(),
-        })
-    }
-
     /// Bytes this app's entries take.
     pub fn used(&self) -> u64 {
         self.store.entries.run_pending_tasks();
@@ -409,20 +320,5 @@ impl CachePolicy {
     pub fn entries(&self) -> u64 {
         self.store.entries.run_pending_tasks();
         self.store.entries.entry_count()
-    }
-}
-
-/// A background refresh in progress; dropping it ends the claim.
-#[derive(Debug)]
-pub struct Refresh {
-    set: Arc<Mutex<HashSet<Box<[u8]>>>>,
-    key: Box<[u8]>,
-}
-
-impl Drop for Refresh {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.set.lock() {
-            set.remove(&self.key);
-        }
     }
 }
