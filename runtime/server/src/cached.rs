@@ -31,26 +31,45 @@ use std::time::{Duration, SystemTime};
 pub(crate) struct CachedRequest<'a> {
     pub(crate) policy: &'a CachePolicy,
     pub(crate) app: &'a App,
-    pub(crate) host: &'a str,
     pub(crate) meta: RequestMeta,
 }
 
+/// What the handler is asked for, when the cache cannot answer alone.
+pub(crate) enum Miss {
+    /// An unsafe method: forwarded, then invalidates.
+    Method,
+    /// A stale entry to revalidate; `if_error`: it may answer if the
+    /// handler fails (`stale-if-error`), with this conditional result.
+    Stale {
+        key: Vec<u8>,
+        stored: Arc<Stored>,
+        if_error: Option<Conditional>,
+        status: CacheStatus,
+    },
+    /// Nothing usable stored: collapsed with concurrent misses.
+    Absent {
+        key: Vec<u8>,
+        directives: RequestDirectives,
+        status: CacheStatus,
+    },
+}
+
 impl CachedRequest<'_> {
-    /// Answers `request` from the cache, or through the handler.
-    pub(crate) async fn serve(
-        self,
-        request: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Failure> {
-        let method = request.method().clone();
+    /// Answers `request` from the cache if it can, without waiting for
+    /// anything: a hit never awaits, and its future stays small (the miss
+    /// path, with the handler's future in it, is boxed by the caller).
+    pub(crate) fn lookup(
+        &self,
+        request: &Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Miss> {
+        let method = request.method();
         if method != Method::GET && method != Method::HEAD {
-            return self.unsafe_method(request).await;
+            return Err(Miss::Method);
         }
-        let https = self.meta.https;
-        let rules = self.policy.rules();
-        let key = rules.key.primary(
+        let key = self.policy.rules().key.primary(
             self.app.name(),
-            https,
-            self.host,
+            self.meta.https,
+            host_of(request),
             request.uri(),
             request.headers(),
         );
@@ -66,26 +85,27 @@ impl CachedRequest<'_> {
             if conditional == Conditional::Origin {
                 status.fwd = Some("request");
             } else {
-                let reuse = reuse(&stored.timing, &stored.directives, &directives, now);
                 let hit = CacheStatus {
                     hit: true,
                     detail: Some("L1"),
                     ..CacheStatus::default()
                 };
-                match reuse {
+                match reuse(&stored.timing, &stored.directives, &directives, now) {
                     Reuse::Fresh | Reuse::StaleAccepted => {
-                        return Ok(hit_response(&stored, &request, conditional, now, hit));
+                        return Ok(hit_response(&stored, request, conditional, now, hit));
                     }
                     Reuse::StaleWhileRevalidate => {
-                        self.refresh_in_background(&request, key, &stored);
-                        return Ok(hit_response(&stored, &request, conditional, now, hit));
+                        self.refresh_in_background(request, key, &stored);
+                        return Ok(hit_response(&stored, request, conditional, now, hit));
                     }
                     Reuse::Revalidate { .. } if directives.only_if_cached => {}
                     Reuse::Revalidate { if_error } => {
-                        let stale_if_error = if_error.then(|| (stored.clone(), conditional));
-                        return self
-                            .revalidate(request, key, stored, stale_if_error, status)
-                            .await;
+                        return Err(Miss::Stale {
+                            key,
+                            if_error: if_error.then_some(conditional),
+                            stored,
+                            status,
+                        });
                     }
                 }
             }
@@ -94,7 +114,49 @@ impl CachedRequest<'_> {
             status.detail = Some("only-if-cached");
             return Ok(gateway_timeout(self.meta.id, status));
         }
-        // Concurrent misses for the key make one request to the handler.
+        Err(Miss::Absent {
+            key,
+            directives,
+            status,
+        })
+    }
+
+    /// Asks the handler what [`lookup`](Self::lookup) could not answer.
+    pub(crate) async fn ask(
+        self,
+        request: Request<RequestBody>,
+        miss: Miss,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        match miss {
+            Miss::Method => self.unsafe_method(request).await,
+            Miss::Stale {
+                key,
+                stored,
+                if_error,
+                status,
+            } => {
+                let stale_if_error = if_error.map(|conditional| (stored.clone(), conditional));
+                self.revalidate(request, key, stored, stale_if_error, status)
+                    .await
+            }
+            Miss::Absent {
+                key,
+                directives,
+                status,
+            } => self.collapse(request, key, &directives, status).await,
+        }
+    }
+
+    /// Concurrent misses for the key make one request to the handler; the
+    /// others wait for its response and are answered from the entry it
+    /// stored.
+    async fn collapse(
+        self,
+        request: Request<RequestBody>,
+        key: Vec<u8>,
+        directives: &RequestDirectives,
+        status: CacheStatus,
+    ) -> Result<Response<ResponseBody>, Failure> {
         let leader = match self.policy.collapse(&key) {
             Flight::Lead(leader) => Some(leader),
             Flight::Follow(follower) => {
@@ -103,7 +165,7 @@ impl CachedRequest<'_> {
                     let conditional = evaluate_conditional(request.headers(), &stored.headers);
                     let now = SystemTime::now();
                     let usable = matches!(
-                        reuse(&stored.timing, &stored.directives, &directives, now),
+                        reuse(&stored.timing, &stored.directives, directives, now),
                         Reuse::Fresh | Reuse::StaleAccepted
                     );
                     if conditional != Conditional::Origin && usable {
@@ -302,6 +364,7 @@ impl CachedRequest<'_> {
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Failure> {
         let method = request.method().clone();
+        let host = host_of(&request).to_owned();
         let target = request
             .uri()
             .path_and_query()
@@ -313,7 +376,7 @@ impl CachedRequest<'_> {
             &method,
             response.status(),
             self.meta.https,
-            self.host,
+            &host,
             &target,
             response.headers(),
         ) {
@@ -321,7 +384,7 @@ impl CachedRequest<'_> {
                 self.policy.invalidate_uri(rules.key.uri_prefix(
                     self.app.name(),
                     self.meta.https,
-                    self.host,
+                    &host,
                     &uri,
                 ));
             }
@@ -451,6 +514,12 @@ impl Asked {
         *request.headers_mut() = self.headers.clone();
         request
     }
+}
+
+/// The request's host as the router saw it (the edge phase refused the
+/// requests where it is ambiguous).
+fn host_of<B>(request: &Request<B>) -> &str {
+    crate::edge::host_of(request).unwrap_or_default()
 }
 
 /// Purge tags are the edge's, unless the app passes them on.

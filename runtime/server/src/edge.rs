@@ -90,7 +90,9 @@ impl Edge {
         let (parts, incoming) = request.into_parts();
         let length = content_length(&parts.headers);
         if length.is_some_and(|length| length > limit) {
-            drain_refused(incoming, limit).await;
+            // Boxed, as `read_ahead` below: rare, and the future of every
+            // request stays small.
+            Box::pin(drain_refused(incoming, limit)).await;
             return Err(too_large(limit));
         }
         let mut body = RequestBody::new(incoming, self.deadline);
