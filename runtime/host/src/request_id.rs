@@ -29,6 +29,17 @@ impl RequestId {
     pub fn from_u64(id: u64) -> Self {
         Self(id)
     }
+
+    /// The id as it is shown: 16 lowercase hex digits, without the
+    /// allocation of formatting (it goes into every response).
+    pub fn hex(self) -> [u8; 16] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 16];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        hex
+    }
 }
 
 /// A seed that differs between processes without a random-number dependency:
@@ -48,7 +59,8 @@ fn scramble(mut x: u64) -> u64 {
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 

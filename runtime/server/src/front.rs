@@ -309,5 +309,5 @@ fn refusal_response(refusal: &Refusal, request_id: RequestId) -> Response<Respon
 }
 
 fn header_value(request_id: RequestId) -> HeaderValue {
-    HeaderValue::from_str(&request_id.to_string()).expect("hex digits are a valid header value")
+    HeaderValue::from_bytes(&request_id.hex()).expect("hex digits are a valid header value")
 }

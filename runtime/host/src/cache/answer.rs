@@ -4,6 +4,7 @@
 
 use super::{CacheStatus, Conditional, RangeAnswer, Stored, answer_range, fields_to_strip};
 use bytes::Bytes;
+use http::HeaderMap;
 use http::header::{AGE, CONTENT_LENGTH, CONTENT_RANGE, HeaderName};
 use http::{HeaderValue, Method, Response, StatusCode};
 use std::time::SystemTime;
@@ -23,12 +24,18 @@ pub fn answer(
     now: SystemTime,
     mut status: CacheStatus,
 ) -> Response<Bytes> {
-    let mut headers = stored.headers.clone();
-    for name in fields_to_strip(&stored.directives) {
-        headers.remove(name);
+    // A map of the right size filled once (a clone would grow for the
+    // fields added here and by the front end): values are shared, not
+    // copied.
+    let mut headers = HeaderMap::with_capacity(stored.headers.len() + 4);
+    let strip: Vec<&HeaderName> = fields_to_strip(&stored.directives).collect();
+    for (name, value) in &stored.headers {
+        if !strip.contains(&name) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     let age = stored.timing.age(now);
-    headers.insert(AGE, HeaderValue::from(age.as_secs()));
+    headers.insert(AGE, number(age.as_secs()));
     let lifetime = i64::try_from(stored.timing.lifetime.as_secs()).unwrap_or(i64::MAX);
     status.ttl = Some(lifetime.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
     headers.insert(CACHE_STATUS, status.header_value());
@@ -49,17 +56,19 @@ pub fn answer(
             );
         }
         match range {
+            // The stored fields hold the body's Content-Length.
             RangeAnswer::Full => (stored.status, stored.body.clone()),
-            RangeAnswer::Partial(bytes) => (
-                StatusCode::PARTIAL_CONTENT,
-                stored.body.slice(bytes.start as usize..bytes.end as usize),
-            ),
-            RangeAnswer::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new()),
+            RangeAnswer::Partial(bytes) => {
+                let part = stored.body.slice(bytes.start as usize..bytes.end as usize);
+                headers.insert(CONTENT_LENGTH, number(part.len() as u64));
+                (StatusCode::PARTIAL_CONTENT, part)
+            }
+            RangeAnswer::Unsatisfiable => {
+                headers.insert(CONTENT_LENGTH, number(0));
+                (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new())
+            }
         }
     };
-    if code != StatusCode::NOT_MODIFIED {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
     let body = if *method == Method::HEAD {
         Bytes::new()
     } else {
@@ -69,4 +78,20 @@ pub fn answer(
     *response.status_mut() = code;
     *response.headers_mut() = headers;
     response
+}
+
+/// A number as a header value, formatted without a heap buffer.
+pub(super) fn number(n: u64) -> HeaderValue {
+    let mut buffer = [0u8; 20];
+    let mut at = buffer.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buffer[at..]).expect("digits make a valid header value")
 }

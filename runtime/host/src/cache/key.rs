@@ -67,12 +67,14 @@ impl KeyRules {
     /// invalidation of the URI matches, whatever headers or cookie the
     /// rules add after it (each added part starts with [`SEP`]).
     pub fn uri_prefix(&self, app: &str, https: bool, host: &str, uri: &Uri) -> Vec<u8> {
-        let mut key = Vec::with_capacity(64);
+        let query = uri.query().map_or(0, str::len);
+        let mut key = Vec::with_capacity(app.len() + host.len() + uri.path().len() + query + 16);
         key.extend_from_slice(app.as_bytes());
         key.push(SEP);
         key.extend_from_slice(if https { b"https" } else { b"http" });
         key.push(SEP);
-        key.extend_from_slice(host.to_ascii_lowercase().trim_end_matches('.').as_bytes());
+        let host = host.trim_end_matches('.').as_bytes();
+        key.extend(host.iter().map(u8::to_ascii_lowercase));
         key.push(SEP);
         self.push_target(&mut key, uri);
         key

@@ -2,7 +2,7 @@
 //! cache, why it was or was not served from it.
 
 use http::HeaderValue;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// One `Cache-Status` member, ours.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,9 +30,14 @@ const NAME: &str = "Outpost";
 
 impl CacheStatus {
     pub fn header_value(&self) -> HeaderValue {
-        let mut value = String::from(NAME);
+        // Written on the stack: it goes into every response of a cached
+        // app, and the value copies it once anyway.
+        let mut buffer = [0u8; 160];
+        let capacity = buffer.len();
+        let mut value = &mut buffer[..];
+        let _ = value.write_all(NAME.as_bytes());
         if self.hit {
-            value.push_str("; hit");
+            let _ = value.write_all(b"; hit");
         }
         if let Some(fwd) = self.fwd {
             let _ = write!(value, "; fwd={fwd}");
@@ -44,15 +49,17 @@ impl CacheStatus {
             let _ = write!(value, "; ttl={ttl}");
         }
         if self.stored {
-            value.push_str("; stored");
+            let _ = value.write_all(b"; stored");
         }
         if self.collapsed {
-            value.push_str("; collapsed");
+            let _ = value.write_all(b"; collapsed");
         }
         if let Some(detail) = self.detail {
             let _ = write!(value, "; detail={detail}");
         }
-        HeaderValue::try_from(value).expect("tokens and numbers make a valid header value")
+        let written = capacity - value.len();
+        HeaderValue::from_bytes(&buffer[..written])
+            .expect("tokens and numbers make a valid header value")
     }
 }
 

@@ -264,7 +264,13 @@ impl CachePolicy {
     /// secondary key. Returns whether it was stored: not if it is larger
     /// than the app's largest object, or would take the node past its
     /// budget.
-    pub fn insert(&self, key: &[u8], stored: Stored) -> bool {
+    pub fn insert(&self, key: &[u8], mut stored: Stored) -> bool {
+        // Hits answer with the stored fields as they are: the length is
+        // the stored body's (the origin may have sent none, or chunks).
+        stored.headers.insert(
+            http::header::CONTENT_LENGTH,
+            super::answer::number(stored.body.len() as u64),
+        );
         let weight = stored.weight();
         if stored.body.len() as u64 > self.rules.max_object
             || weight > self.store.memory
