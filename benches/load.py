@@ -129,11 +129,19 @@ class Server:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
     def rss_mib(self):
-        # taskset execs the server, so the pid is the server's.
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The server's RSS, its child processes' included (Varnish serves
+        from a child of its manager). taskset execs the server, so the pid
+        is the server's."""
+        def rss_kib(pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                return 0
+            own = next((int(line.split()[1]) for line in status.splitlines()
+                        if line.startswith("VmRSS:")), 0)
+            return own + sum(rss_kib(child) for child in children)
+        return rss_kib(self.proc.pid) / 1024
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

@@ -8,6 +8,9 @@ use super::store::Resource;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Entries purged between two housekeeping passes of the store.
+const PURGE_BATCH: u64 = 64;
+
 /// What to purge.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Purge {
@@ -131,7 +134,47 @@ impl CachePolicy {
                 .clear();
             return Ok(count);
         }
-        let mut keys: HashSet<Arc<Box<[u8]>>> = HashSet::new();
+        // Each selected key once, purged as it is found: a key two
+        // selectors match counts once.
+        let mut done: HashSet<Box<[u8]>> = HashSet::new();
+        let mut purged = 0;
+        let mut purge_key = |key: Box<[u8]>, selected: &dyn Fn(&Resource) -> bool| {
+            if done.contains(&key) {
+                return;
+            }
+            let resource = if purge.soft {
+                entries.get(&key)
+            } else {
+                entries.remove(&key)
+            };
+            let Some(resource) = resource else {
+                return;
+            };
+            if !selected(&resource) {
+                // The tag index only names candidates: not this one.
+                if !purge.soft {
+                    entries.insert(key, resource);
+                }
+                return;
+            }
+            if purge.soft {
+                let variants = resource
+                    .variants
+                    .iter()
+                    .map(|stored| Arc::new(stored.stale_now()))
+                    .collect();
+                entries.insert(key.clone(), Arc::new(Resource { variants }));
+            }
+            purged += 1;
+            done.insert(key);
+            // The purge does moka's housekeeping for its own writes, in
+            // small batches: otherwise a request's lookup finds the write
+            // buffer full and does it (a 10 ms stall in a 100,000-entry
+            // purge).
+            if purged % PURGE_BATCH == 0 {
+                entries.run_pending_tasks();
+            }
+        };
         for tag in &purge.tags {
             let candidates: Vec<Box<[u8]>> = self
                 .store
@@ -142,39 +185,22 @@ impl CachePolicy {
                 .map(|keys| keys.iter().cloned().collect())
                 .unwrap_or_default();
             for key in candidates {
-                if entries
-                    .get(&key)
-                    .is_some_and(|resource| resource.tagged(tag))
-                {
-                    keys.insert(Arc::new(key));
-                }
+                purge_key(key, &|resource| resource.tagged(tag));
             }
         }
         if purge.all || !urls.is_empty() || !prefixes.is_empty() {
-            for (key, _) in entries.iter() {
-                if purge.all
-                    || urls.iter().any(|url| url.selects(&key, true))
-                    || prefixes.iter().any(|prefix| prefix.selects(&key, false))
-                {
-                    keys.insert(key);
-                }
-            }
-        }
-        let mut purged = 0;
-        for key in keys {
-            if purge.soft {
-                let Some(resource) = entries.get(&**key) else {
-                    continue;
-                };
-                let variants = resource
-                    .variants
-                    .iter()
-                    .map(|stored| Arc::new(stored.stale_now()))
-                    .collect();
-                entries.insert(Box::clone(&key), Arc::new(Resource { variants }));
-                purged += 1;
-            } else if entries.remove(&**key).is_some() {
-                purged += 1;
+            let selected: Vec<Box<[u8]>> = entries
+                .iter()
+                .map(|(key, _)| key)
+                .filter(|key| {
+                    purge.all
+                        || urls.iter().any(|url| url.selects(key, true))
+                        || prefixes.iter().any(|prefix| prefix.selects(key, false))
+                })
+                .map(|key| Box::clone(&key))
+                .collect();
+            for key in selected {
+                purge_key(key, &|_| true);
             }
         }
         Ok(purged)
