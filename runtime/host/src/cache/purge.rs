@@ -126,12 +126,15 @@ impl CachePolicy {
         if purge.all && !purge.soft {
             entries.run_pending_tasks();
             let count = entries.entry_count();
-            entries.invalidate_all();
+            // The index first: an entry stored in between is dropped by
+            // `invalidate_all` but stays indexed, which only adds a
+            // candidate.
             self.store
                 .tags
                 .lock()
                 .expect("the tag index is never poisoned")
                 .clear();
+            entries.invalidate_all();
             return Ok(count);
         }
         // Each selected key once, purged as it is found: a key two
@@ -153,7 +156,7 @@ impl CachePolicy {
             if !selected(&resource) {
                 // The tag index only names candidates: not this one.
                 if !purge.soft {
-                    entries.insert(key, resource);
+                    self.store.put(key, resource.variants.clone());
                 }
                 return;
             }
@@ -163,7 +166,7 @@ impl CachePolicy {
                     .iter()
                     .map(|stored| Arc::new(stored.stale_now()))
                     .collect();
-                entries.insert(key.clone(), Arc::new(Resource { variants }));
+                self.store.put(key.clone(), variants);
             }
             purged += 1;
             done.insert(key);
@@ -182,7 +185,7 @@ impl CachePolicy {
                 .lock()
                 .expect("the tag index is never poisoned")
                 .get(tag.as_str())
-                .map(|keys| keys.iter().cloned().collect())
+                .map(|keys| keys.keys().cloned().collect())
                 .unwrap_or_default();
             for key in candidates {
                 purge_key(key, &|resource| resource.tagged(tag));
@@ -282,6 +285,30 @@ mod tests {
             ..Purge::default()
         };
         assert_eq!(policy.purge(&shared).unwrap(), 100);
+    }
+
+    #[test]
+    fn an_entry_stored_again_after_a_purge_stays_findable_by_its_tags() {
+        let service = Arc::new(CacheService::new(&CacheConfig::default()));
+        let policy = service.policy("app", CacheRules::default());
+        let by_tag = Purge {
+            tags: vec!["t".into()],
+            ..Purge::default()
+        };
+        for round in 0..3 {
+            assert!(policy.insert(&key(1), entry("t")));
+            // The purged entry's removal is reported after the same key
+            // was stored again: it must not unindex the new entry.
+            assert_eq!(policy.purge(&by_tag).unwrap(), 1, "round {round}");
+            assert!(policy.insert(&key(1), entry("t")));
+            policy.store.entries.run_pending_tasks();
+            assert_eq!(policy.purge(&by_tag).unwrap(), 1, "round {round}");
+            policy.store.entries.run_pending_tasks();
+        }
+        assert!(
+            policy.store.tags.lock().unwrap().is_empty(),
+            "the index empties"
+        );
     }
 
     #[test]

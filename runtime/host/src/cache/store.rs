@@ -16,7 +16,8 @@
 use super::flight::Flights;
 use super::{KeyRules, Stored};
 use http::HeaderMap;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -116,11 +117,19 @@ impl CacheService {
 pub(super) struct AppStore {
     memory: u64,
     pub(super) entries: moka::sync::Cache<Box<[u8]>, Arc<Resource>>,
-    /// Tag → the keys of entries that carried it when stored. A superset:
-    /// a purge checks each entry's own tags.
-    pub(super) tags: Arc<Mutex<HashMap<Box<str>, HashSet<Box<[u8]>>>>>,
+    /// Tag → the keys of the entries carrying it, each with the entry's
+    /// generation. A superset (a purge checks each entry's own tags).
+    pub(super) tags: Arc<Mutex<TagIndex>>,
+    /// The generation of the next entry stored.
+    generation: AtomicU64,
     pub(super) flights: Flights,
 }
+
+/// Tag → key → the generation of the entry stored under the key when it
+/// was indexed. An entry leaving the store (evicted, expired, purged,
+/// replaced) unindexes only what it indexed itself: its successor under
+/// the same key, stored meanwhile, stays findable by its tags.
+pub(super) type TagIndex = HashMap<Box<str>, HashMap<Box<[u8]>, u64>>;
 
 impl std::fmt::Debug for AppStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,7 +142,7 @@ impl std::fmt::Debug for AppStore {
 
 impl AppStore {
     fn new(memory: u64) -> Self {
-        let tags: Arc<Mutex<HashMap<Box<str>, HashSet<Box<[u8]>>>>> = Arc::default();
+        let tags: Arc<Mutex<TagIndex>> = Arc::default();
         let index = tags.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(memory)
@@ -142,17 +151,15 @@ impl AppStore {
             })
             .expire_after(UsableLife)
             .support_invalidation_closures()
-            .eviction_listener(move |key, resource: Arc<Resource>, cause| {
-                // A replaced entry's key stays: its successor is indexed
-                // under its own tags, and stale tags only add candidates.
-                if cause == moka::notification::RemovalCause::Replaced {
-                    return;
-                }
+            .eviction_listener(move |key, resource: Arc<Resource>, _cause| {
                 let Ok(mut index) = index.lock() else {
                     return;
                 };
                 for tag in resource.variants.iter().flat_map(|stored| &stored.tags) {
-                    if let Some(keys) = index.get_mut(tag) {
+                    let Some(keys) = index.get_mut(tag) else {
+                        continue;
+                    };
+                    if keys.get(&**key) == Some(&resource.generation) {
                         keys.remove(&**key);
                         if keys.is_empty() {
                             index.remove(tag);
@@ -165,8 +172,31 @@ impl AppStore {
             memory,
             entries,
             tags,
+            generation: AtomicU64::new(0),
             flights: Flights::default(),
         }
+    }
+
+    /// Stores `variants` under `key` as a new entry, indexed by its tags.
+    pub(super) fn put(&self, key: Box<[u8]>, variants: Vec<Arc<Stored>>) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let mut tags = variants.iter().flat_map(|stored| &stored.tags).peekable();
+        if tags.peek().is_some() {
+            let mut index = self.tags.lock().expect("the tag index is never poisoned");
+            for tag in tags {
+                index
+                    .entry(tag.clone())
+                    .or_default()
+                    .insert(key.clone(), generation);
+            }
+        }
+        self.entries.insert(
+            key,
+            Arc::new(Resource {
+                variants,
+                generation,
+            }),
+        );
     }
 }
 
@@ -174,6 +204,8 @@ impl AppStore {
 #[derive(Debug)]
 pub(super) struct Resource {
     pub(super) variants: Vec<Arc<Stored>>,
+    /// Which store of the key this is (see [`TagIndex`]).
+    generation: u64,
 }
 
 impl Resource {
@@ -278,16 +310,6 @@ impl CachePolicy {
         {
             return false;
         }
-        if !stored.tags.is_empty() {
-            let mut index = self
-                .store
-                .tags
-                .lock()
-                .expect("the tag index is never poisoned");
-            for tag in &stored.tags {
-                index.entry(tag.clone()).or_default().insert(key.into());
-            }
-        }
         let stored = Arc::new(stored);
         let mut variants = vec![stored.clone()];
         if let Some(resource) = self.store.entries.get(key) {
@@ -300,9 +322,7 @@ impl CachePolicy {
                     .cloned(),
             );
         }
-        self.store
-            .entries
-            .insert(key.into(), Arc::new(Resource { variants }));
+        self.store.put(key.into(), variants);
         true
     }
 
