@@ -10,7 +10,7 @@
 
 use outpost_tests::raw::{self, connect_from, h2, loopback, read_until_closed, send};
 use outpost_tests::{
-    HttpClient, Outpost, TempDir, artifacts, temp_dir, wat_component, write_config,
+    HttpClient, Outpost, TempDir, artifacts, block_on, temp_dir, wat_component, write_config,
 };
 use std::net::TcpStream;
 use std::process::Command;
@@ -44,14 +44,6 @@ fn with_admin(toml: &str) -> String {
 
 fn app(name: &str, component: &str, route: &str) -> String {
     format!("[apps.{name}]\ncomponent = {component:?}\nroutes = [{route:?}]\n")
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 fn get(node: &Outpost, path: &str) -> outpost_tests::Reply {

@@ -4,7 +4,7 @@
 //! whether an instance ran at all.
 
 use outpost_tests::origin::Origin;
-use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, serve_config};
+use outpost_tests::{HttpClient, Outpost, Reply, TempDir, artifacts, block_on, serve_config};
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,14 +27,6 @@ fn start(app_keys: &str) -> (Outpost, TempDir) {
 
 const TOKEN: &str = "op_cache_test_token";
 const PURGE_TOKEN: &str = "op_cache_purge_token";
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 fn request(node: &Outpost, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut builder = http::Request::builder().method(method).uri(node.url(path));

@@ -6,7 +6,7 @@
 
 use outpost_tests::origin::Origin;
 use outpost_tests::{
-    HttpClient, Outpost, Reply, TempDir, artifacts, serve_config, temp_dir, write_config,
+    HttpClient, Outpost, Reply, TempDir, artifacts, block_on, serve_config, temp_dir, write_config,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,14 +28,6 @@ const LOOPBACK_OPEN: &str = "[outbound]\nallow_private = [\"127.0.0.0/8\", \"::1
 
 fn allow(urls: &[String]) -> String {
     format!("allowed_outbound_hosts = {urls:?}\n")
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// Asks the fetcher to fetch: `query` is its query string.

@@ -367,6 +367,16 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// Runs `future` to completion on a fresh current-thread runtime: the
+/// tests' synchronous way to use the async clients.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+        .block_on(future)
+}
+
 /// Runs `binary serve` on one worker with `toml` as its node config, on
 /// a free port, with its precompiled cache in the returned directory.
 pub fn serve_config(binary: &Path, toml: &str) -> (Outpost, TempDir) {

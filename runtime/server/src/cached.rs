@@ -135,8 +135,7 @@ impl CachedRequest<'_> {
                 if_error,
                 status,
             } => {
-                let stale_if_error = if_error.map(|conditional| (stored.clone(), conditional));
-                self.revalidate(request, key, stored, stale_if_error, status)
+                self.revalidate(request, key, stored, if_error, status)
                     .await
             }
             Miss::Absent {
@@ -194,7 +193,7 @@ impl CachedRequest<'_> {
         mut request: Request<RequestBody>,
         key: Vec<u8>,
         stored: Arc<Stored>,
-        stale_if_error: Option<(Arc<Stored>, Conditional)>,
+        if_error: Option<Conditional>,
         status: CacheStatus,
     ) -> Result<Response<ResponseBody>, Failure> {
         // What the client asked, before the validators are added: the
@@ -204,13 +203,12 @@ impl CachedRequest<'_> {
         if ours {
             add_validators(request.headers_mut(), &stored);
         }
-        let revalidating = ours.then_some(stored);
         let outcome = self.app.handle(request, self.meta).await;
         let failed = match &outcome {
             Ok(response) => response.status().is_server_error(),
             Err(_) => true,
         };
-        if failed && let Some((stored, conditional)) = stale_if_error {
+        if failed && let Some(conditional) = if_error {
             let status = CacheStatus {
                 hit: true,
                 fwd_status: outcome
@@ -229,7 +227,7 @@ impl CachedRequest<'_> {
             ));
         }
         let response = outcome?;
-        if let Some(stored) = revalidating
+        if ours
             && response.status() == StatusCode::NOT_MODIFIED
             && selects(&stored.headers, response.headers())
         {
@@ -283,29 +281,8 @@ impl CachedRequest<'_> {
             key,
             at: requested_at,
         } = asked;
-        let (method, request_headers) = (&method, &request_headers);
         let (mut parts, body) = response.into_parts();
         status.fwd_status = Some(parts.status.as_u16());
-        let directives = ResponseDirectives::of(&parts.headers);
-        let request_directives = RequestDirectives::of(request_headers);
-        // A 304 or 206 answers the client's conditional or Range: it is not
-        // the resource's representation, and never stored.
-        let partial = matches!(
-            parts.status,
-            StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
-        );
-        let verdict = if partial {
-            Err(NotStorable::Status)
-        } else {
-            storable(
-                method,
-                request_headers,
-                &request_directives,
-                parts.status,
-                &parts.headers,
-                &directives,
-            )
-        };
         // hyper sends what Content-Length says, and stops polling the body
         // there.
         let declared = parts
@@ -313,43 +290,32 @@ impl CachedRequest<'_> {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
             .or(body.size_hint().exact());
-        let max_object = self.policy.rules().max_object;
-        let body = match verdict {
+        let body = match entry_for(
+            self.policy,
+            &parts,
+            &method,
+            &request_headers,
+            requested_at,
+            declared,
+        ) {
             Err(why) => {
-                status.detail = Some(why.as_str());
+                status.detail = Some(why);
                 body
             }
-            Ok(()) if declared.is_some_and(|length| length > max_object) => {
-                status.detail = Some("too-large");
-                body
-            }
-            Ok(()) => {
-                let mut entry = Stored::new(
-                    parts.status,
-                    parts.headers.clone(),
-                    directives,
-                    request_headers,
-                    requested_at,
-                );
-                strip_tags(self.policy, &mut entry.headers);
-                if entry.worth_storing() {
-                    status.stored = true;
-                    let policy = self.policy.clone();
-                    Recording::wrap(body, declared, max_object, move |bytes| {
-                        policy.insert(
-                            &key,
-                            Stored {
-                                body: bytes,
-                                ..entry
-                            },
-                        );
-                        // Followers wake once the entry is there.
-                        drop(leader);
-                    })
-                } else {
-                    status.detail = Some("not-reusable");
-                    body
-                }
+            Ok(entry) => {
+                status.stored = true;
+                let policy = self.policy.clone();
+                Recording::wrap(body, declared, policy.rules().max_object, move |bytes| {
+                    policy.insert(
+                        &key,
+                        Stored {
+                            body: bytes,
+                            ..entry
+                        },
+                    );
+                    // Followers wake once the entry is there.
+                    drop(leader);
+                })
             }
         };
         strip_tags(self.policy, &mut parts.headers);
@@ -433,6 +399,7 @@ impl CachedRequest<'_> {
             ..self.meta
         };
         tokio::spawn(async move {
+            let _refresh = refresh;
             let request_headers = background.headers().clone();
             let requested_at = SystemTime::now();
             let Ok(response) = app.handle(background, meta).await else {
@@ -442,34 +409,23 @@ impl CachedRequest<'_> {
             if parts.status == StatusCode::NOT_MODIFIED && selects(&stored.headers, &parts.headers)
             {
                 policy.insert(&key, stored.freshened(&parts.headers, requested_at));
-                drop(refresh);
                 return;
             }
-            let directives = ResponseDirectives::of(&parts.headers);
-            let verdict = storable(
+            let Ok(entry) = entry_for(
+                &policy,
+                &parts,
                 &Method::GET,
                 &request_headers,
-                &RequestDirectives::of(&request_headers),
-                parts.status,
-                &parts.headers,
-                &directives,
-            );
-            let max_object = policy.rules().max_object;
-            let Ok(collected) = http_body_util::Limited::new(body, max_object as usize)
-                .collect()
-                .await
-            else {
+                requested_at,
+                None,
+            ) else {
                 return;
             };
-            if verdict.is_ok() {
-                let mut entry = Stored::new(
-                    parts.status,
-                    parts.headers,
-                    directives,
-                    &request_headers,
-                    requested_at,
-                );
-                strip_tags(&policy, &mut entry.headers);
+            let max_object = usize::try_from(policy.rules().max_object).unwrap_or(usize::MAX);
+            if let Ok(collected) = http_body_util::Limited::new(body, max_object)
+                .collect()
+                .await
+            {
                 policy.insert(
                     &key,
                     Stored {
@@ -478,8 +434,54 @@ impl CachedRequest<'_> {
                     },
                 );
             }
-            drop(refresh);
         });
+    }
+}
+
+/// The entry a handler's response head makes (its body to come), or why
+/// it is not stored: the one decision for misses, revalidations and
+/// background refreshes.
+fn entry_for(
+    policy: &CachePolicy,
+    response: &http::response::Parts,
+    method: &Method,
+    request_headers: &HeaderMap,
+    requested_at: SystemTime,
+    declared: Option<u64>,
+) -> Result<Stored, &'static str> {
+    // A 304 or 206 answers a conditional or a Range: it is not the
+    // resource's representation.
+    if matches!(
+        response.status,
+        StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+    ) {
+        return Err(NotStorable::Status.as_str());
+    }
+    let directives = ResponseDirectives::of(&response.headers);
+    storable(
+        method,
+        request_headers,
+        &RequestDirectives::of(request_headers),
+        response.status,
+        &response.headers,
+        &directives,
+    )
+    .map_err(NotStorable::as_str)?;
+    if declared.is_some_and(|length| length > policy.rules().max_object) {
+        return Err("too-large");
+    }
+    let mut entry = Stored::new(
+        response.status,
+        response.headers.clone(),
+        directives,
+        request_headers,
+        requested_at,
+    );
+    strip_tags(policy, &mut entry.headers);
+    if entry.worth_storing() {
+        Ok(entry)
+    } else {
+        Err("not-reusable")
     }
 }
 
