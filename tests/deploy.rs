@@ -421,11 +421,16 @@ async fn a_compile_past_its_timeout_keeps_the_compile_lock() {
     let dir = temp_dir();
     // Every compile "runs away": none finishes within 1 ms.
     let node = start_node_admin(dir.path(), None, "", "compile_timeout_ms = 1");
-    // A component of 200,000 functions: seconds to compile, longer than
-    // the next upload takes to arrive even on a loaded machine (with
-    // 60,000 the compile once ended first, and the next upload compiled).
-    let functions: String = (0..200_000)
-        .map(|n| format!("(func (param i32) (result i32) local.get 0 i32.const {n} i32.mul i32.const 7 i32.xor)\n"))
+    // A component of 80,000 functions of 30 instructions: seconds to
+    // compile, longer than the next upload takes to arrive even on a
+    // loaded machine (60,000 and then 200,000 functions of 6 instructions
+    // each once compiled before the next upload arrived). 6 MB, under the
+    // 8 MiB upload cap.
+    let body = "i32.const 7 i32.mul i32.const 7 i32.xor ".repeat(7);
+    let functions: String = (0..80_000)
+        .map(|n| {
+            format!("(func (param i32) (result i32) local.get 0 {body} i32.const {n} i32.add)\n")
+        })
         .collect();
     let slow = outpost_tests::wat_component(&format!("(component (core module {functions}))"));
     let reply = upload(&node, &slow, MANIFEST, Some(DEPLOY_TOKEN)).await;
