@@ -17,6 +17,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "raw-wasi-http",
             "api-gateway",
             "cache-proxy",
+            "page-cache",
         ],
     ),
     (
@@ -30,6 +31,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "hog",
             "fetcher",
             "cache-origin",
+            "cache-api",
         ],
     ),
 ];

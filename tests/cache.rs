@@ -606,18 +606,7 @@ fn the_cache_proxy_example_is_a_cdn_in_front_of_an_origin() {
     assert_eq!(origin.cacheables(), 1, "hits never reach the origin");
     // Stale: revalidated through the proxy with If-None-Match; the origin
     // answers 304 and the client gets the stored body.
-    std::thread::sleep(Duration::from_millis(1100));
-    let revalidated = get(&node, path);
-    assert_eq!(revalidated.status, 200);
-    assert_eq!(revalidated.text(), "cacheable v1");
-    assert!(
-        revalidated
-            .header("cache-status")
-            .contains("fwd=stale; fwd-status=304"),
-        "{}",
-        revalidated.header("cache-status")
-    );
-    assert_eq!(origin.cacheables(), 2);
+    assert_revalidated_once_stale(&node, path, &origin);
     // A client's own conditional is answered from a fresh entry.
     let fresh = "/cacheable?max_age=600";
     get(&node, fresh);
@@ -639,4 +628,372 @@ fn the_cache_proxy_example_is_a_cdn_in_front_of_an_origin() {
     let down = get(&node, "/cacheable?max_age=1&other=1");
     assert_eq!(down.status, 502, "{}", down.text());
     assert!(down.text().contains("origin_unavailable"));
+}
+
+/// Waits for the origin's `/cacheable?max_age=1` at `path` (stored by its
+/// first request) to go stale, then checks that the next request is
+/// revalidated: one more origin request, answered 304, and the stored body.
+fn assert_revalidated_once_stale(node: &Outpost, path: &str, origin: &Origin) {
+    assert_eq!(origin.cacheables(), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let revalidated = get(node, path);
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.text(), "cacheable v1");
+    let status = revalidated.header("cache-status");
+    assert!(status.contains("fwd=stale; fwd-status=304"), "{status}");
+    assert_eq!(origin.cacheables(), 2);
+}
+
+/// A node serving the `cache-api` fixture as app `a` on host `a.test` and
+/// as app `b` on host `b.test`, neither with the cache in front of its
+/// handler, `a_cache` added to app `a`'s `[cache]`.
+fn start_api(a_cache: &str) -> (Outpost, TempDir) {
+    let toml = format!(
+        "[apps.a]\ncomponent = {:?}\nroutes = [\"a.test/\"]\n[apps.a.cache]\n{a_cache}\n\
+         [apps.b]\ncomponent = {:?}\nroutes = [\"b.test/\"]\n",
+        artifacts::CACHE_API,
+        artifacts::CACHE_API
+    );
+    serve_config(OUTPOST.as_ref(), &toml)
+}
+
+/// One call of the `cache-api` fixture on app `app`'s host.
+fn call(node: &Outpost, app: &str, method: &str, path: &str, body: &str) -> Reply {
+    call_with(node, app, method, path, body, &[])
+}
+
+fn call_with(
+    node: &Outpost,
+    app: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(node.url(path))
+        .header("host", format!("{app}.test"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap();
+    block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+}
+
+const PAGE: &str = "https://example.com/page";
+
+#[test]
+fn handlers_store_look_up_and_purge_entries_through_the_cache_interface() {
+    let (node, _dir) = start_api("");
+    let lookup = |url: &str| call(&node, "a", "GET", &format!("/lookup?url={url}"), "");
+    assert_eq!(lookup(PAGE).status, 404, "nothing stored yet");
+
+    let stored = call(
+        &node,
+        "a",
+        "POST",
+        &format!("/insert?url={PAGE}&ttl=60&tag=menu"),
+        "soup",
+    );
+    assert_eq!(stored.status, 204, "{}", stored.text());
+    let found = lookup(PAGE);
+    assert_eq!(found.status, 200, "{}", found.text());
+    assert_eq!(found.text(), "soup");
+    assert_eq!(found.header("x-freshness"), "Fresh");
+    assert_eq!(found.header("x-stored-status"), "200");
+    let ttl: u64 = found.header("x-ttl").parse().unwrap();
+    assert!((58..=60).contains(&ttl), "ttl {ttl}");
+    // The key is the URL: scheme, host and path each count.
+    for other in [
+        "http://example.com/page",
+        "https://example.org/page",
+        "https://example.com/page2",
+    ] {
+        assert_eq!(lookup(other).status, 404, "{other} is another key");
+    }
+    // Another app's handler asking for the same URL finds nothing, and
+    // its purges do not reach app a's entries.
+    let b = call(&node, "b", "GET", &format!("/lookup?url={PAGE}"), "");
+    assert_eq!(b.status, 404, "app b must not read app a's entry");
+    let purged = call(&node, "b", "POST", "/purge?all", "");
+    assert_eq!(purged.text(), "0\n");
+    assert_eq!(lookup(PAGE).status, 200, "app b's purge left app a's entry");
+
+    // Purge by tag: the entry goes, and the count says so.
+    let purged = call(&node, "a", "POST", "/purge?tag=menu", "");
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(purged.text(), "1\n");
+    assert_eq!(lookup(PAGE).status, 404);
+}
+
+#[test]
+fn the_cache_interface_keeps_the_http_rules_and_says_why_it_refuses() {
+    let (node, _dir) = start_api("max_object_kib = 1");
+    let insert = |query: &str, body: &str, headers: &[(&str, &str)]| {
+        call_with(
+            &node,
+            "a",
+            "POST",
+            &format!("/insert?url={PAGE}&{query}"),
+            body,
+            headers,
+        )
+    };
+    let lookup = || call(&node, "a", "GET", &format!("/lookup?url={PAGE}"), "");
+    for (query, headers, expected) in [
+        ("cc=no-store&ttl=60", &[][..], "(NotStorable): no-store"),
+        ("cc=private", &[], "(NotStorable): private"),
+        (
+            "cc=max-age=60",
+            &[("authorization", "Bearer x")][..],
+            "(NotStorable): authorization",
+        ),
+        ("status=206&ttl=60", &[], "(NotStorable): status"),
+        ("", &[], "(NotStorable): not-reusable"),
+    ] {
+        let refused = insert(query, "x", headers);
+        assert_eq!(refused.status, 422, "{query}: {}", refused.text());
+        assert!(
+            refused.text().contains(expected),
+            "{query}: {}",
+            refused.text()
+        );
+    }
+    let large = insert("ttl=60", &"x".repeat(2048), &[]);
+    assert!(large.text().contains("(TooLarge)"), "{}", large.text());
+    let bad = call(&node, "a", "GET", "/lookup?url=example.com/page", "");
+    assert!(bad.text().contains("(InvalidUrl)"), "{}", bad.text());
+    assert_eq!(lookup().status, 404, "nothing refused was stored");
+
+    // Freshness as the edge would judge it: a response's own max-age, the
+    // stale-while-revalidate and stale-if-error windows.
+    assert_eq!(insert("cc=max-age=60", "own", &[]).status, 204);
+    assert_eq!(lookup().header("x-freshness"), "Fresh");
+    assert_eq!(insert("cc=max-age=0&swr=30", "swr", &[]).status, 204);
+    assert_eq!(lookup().header("x-freshness"), "StaleWhileRevalidate");
+    assert_eq!(insert("cc=max-age=0&sie=30", "sie", &[]).status, 204);
+    let stale = lookup();
+    assert_eq!(stale.header("x-freshness"), "StaleIfError");
+    assert_eq!(stale.text(), "sie", "an insert replaces the entry");
+    // A request's own Cache-Control weighs too.
+    assert_eq!(insert("ttl=60", "fresh", &[]).status, 204);
+    let strict = call_with(
+        &node,
+        "a",
+        "GET",
+        &format!("/lookup?url={PAGE}"),
+        "",
+        &[("cache-control", "no-cache")],
+    );
+    assert_eq!(strict.header("x-freshness"), "Stale");
+
+    // A soft purge keeps the entry, stale (within its window here);
+    // purges per request are bounded.
+    assert_eq!(insert("ttl=60&swr=30", "soft", &[]).status, 204);
+    let soft = call(&node, "a", "POST", &format!("/purge?url={PAGE}&soft"), "");
+    assert_eq!(soft.text(), "1\n");
+    assert_eq!(lookup().header("x-freshness"), "StaleWhileRevalidate");
+    let many = call(&node, "a", "POST", "/purge?all&times=17", "");
+    assert!(many.text().contains("(Limit)"), "{}", many.text());
+}
+
+#[test]
+fn a_page_a_handler_stores_is_answered_by_the_edge_and_refreshed_after_a_soft_purge() {
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+         [[admin.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
+         [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n[apps.c.cache]\nenabled = true\n\
+         [apps.c.cache.key]\nignore_query = true\n",
+        outpost_store::sha256_hex(TOKEN.as_bytes()),
+        artifacts::PAGE_CACHE
+    );
+    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+    let first = get(&node, "/news/1");
+    assert_eq!(first.status, 200);
+    assert!(
+        first.text().starts_with("<h1>/news/1</h1>"),
+        "{}",
+        first.text()
+    );
+    let ran = handled(&node);
+    // The handler stored the page itself (its response says nothing of
+    // caching): the edge answers from that entry without an instance.
+    let hit = get(&node, "/news/1?utm=x");
+    assert_eq!(hit.text(), first.text());
+    assert!(
+        hit.header("cache-status").contains("hit"),
+        "{:?}",
+        hit.header("cache-status")
+    );
+    assert_eq!(handled(&node), ran, "a hit runs no instance");
+
+    let publish = request(&node, "POST", "/publish/news", &[]);
+    assert_eq!(publish.text(), "1 pages of news will be rendered again\n");
+    // Stale within its 30 s window: served at once, rendered again behind.
+    let stale = get(&node, "/news/1");
+    assert_eq!(stale.text(), first.text());
+    let mut fresh = stale.text();
+    for _ in 0..100 {
+        fresh = get(&node, "/news/1").text();
+        if fresh != first.text() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(
+        fresh,
+        first.text(),
+        "the background refresh stored a new rendering"
+    );
+}
+
+#[test]
+fn fetches_to_a_cached_backend_read_through_the_cache() {
+    let origin = Origin::http();
+    // No cache in front of the handler: every request runs it, and only
+    // its fetches go through the cache.
+    let toml = format!(
+        "[outbound]\nallow_private = [\"127.0.0.0/8\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+         [[admin.tokens]]\nname = \"purger\"\nsha256 = \"{}\"\nscopes = [\"purge\"]\n\
+         [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n\
+         [apps.c.backends.origin]\nendpoints = [\"http://{}\"]\ncache = true\n",
+        outpost_store::sha256_hex(PURGE_TOKEN.as_bytes()),
+        artifacts::CACHE_PROXY,
+        origin.addr()
+    );
+    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+    let path = "/cacheable?max_age=1";
+    let first = get(&node, path);
+    assert_eq!(first.text(), "cacheable v1");
+    let status = first.header("cache-status").to_owned();
+    assert!(
+        status.contains("fwd=uri-miss") && status.contains("stored"),
+        "{status}"
+    );
+    for _ in 0..5 {
+        let hit = get(&node, path);
+        assert_eq!(hit.text(), "cacheable v1");
+        assert!(
+            hit.header("cache-status").contains("hit"),
+            "{}",
+            hit.header("cache-status")
+        );
+    }
+    assert_eq!(origin.cacheables(), 1, "hits never reach the origin");
+    // A client cannot switch the handler's cache off: the edge drops its
+    // `outpost-cache` before the handler (which forwards every field) sees it.
+    let forced = request(&node, "GET", path, &[("outpost-cache", "off")]);
+    assert!(forced.header("cache-status").contains("hit"));
+    assert_eq!(origin.cacheables(), 1);
+    // Stale: revalidated with the entry's ETag; the origin's 304 freshens it.
+    assert_revalidated_once_stale(&node, path, &origin);
+    // The app's purge reaches what its fetches stored (the origin tags
+    // its answers `product`).
+    assert_eq!(
+        purged(&purge(&node, PURGE_TOKEN, r#"{"tags": ["product"]}"#)),
+        1
+    );
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("fwd=uri-miss")
+    );
+    assert_eq!(origin.cacheables(), 3);
+    // An unsafe method goes through and invalidates.
+    assert_eq!(request(&node, "POST", path, &[]).status, 200);
+    assert_eq!(origin.cacheables(), 4);
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("fwd=uri-miss")
+    );
+}
+
+#[test]
+fn a_plain_wasi_http_guest_chooses_per_request_with_outpost_cache() {
+    let origin = Origin::http();
+    let toml = format!(
+        "[outbound]\nallow_private = [\"127.0.0.0/8\"]\n\
+         [apps.f]\ncomponent = {:?}\nroutes = [\"/\"]\n\
+         allowed_outbound_hosts = [\"http://{}\"]\n",
+        artifacts::FETCHER,
+        origin.addr()
+    );
+    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+    let url = format!("http://{}/cacheable?max_age=60", origin.addr());
+    // Three fetches in one request: the first is stored, the next two hit.
+    let on = get(&node, &format!("/?n=3&cache=on&url={url}"));
+    assert_eq!(on.text(), "ok 3");
+    assert_eq!(origin.cacheables(), 1);
+    // Another request of the app hits too; without the field nothing is
+    // cached (no backend says so), and `off` bypasses a stored entry.
+    assert_eq!(
+        get(&node, &format!("/?cache=on&url={url}")).text(),
+        "cacheable v1"
+    );
+    assert_eq!(origin.cacheables(), 1);
+    assert_eq!(get(&node, &format!("/?n=2&url={url}")).text(), "ok 2");
+    assert_eq!(origin.cacheables(), 3);
+    assert_eq!(
+        get(&node, &format!("/?cache=off&url={url}")).text(),
+        "cacheable v1"
+    );
+    assert_eq!(origin.cacheables(), 4);
+}
+
+#[test]
+fn handlers_lookups_collapse_on_a_miss_and_one_of_them_refreshes() {
+    let (node, _dir) = start_api("");
+    let node = std::sync::Arc::new(node);
+    // A lookup that misses makes its request the one to insert: the same
+    // lookup in another request waits for that insert.
+    let first = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let path = format!("/lookup?url={PAGE}&hold_ms=1500&then_insert=from-first");
+            call(&node, "a", "GET", &path, "")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let waited = call(&node, "a", "GET", &format!("/lookup?url={PAGE}"), "");
+    assert_eq!(waited.status, 200, "{}", waited.text());
+    assert_eq!(
+        waited.text(),
+        "from-first",
+        "the second lookup got the first's insert"
+    );
+    assert_eq!(first.join().unwrap().status, 404, "the first lookup missed");
+
+    // Stale within stale-while-revalidate: one request at a time is told
+    // to refresh, the others to answer with the stale entry.
+    let url = "https://example.com/swr";
+    let path = format!("/insert?url={url}&cc=max-age=0&swr=60");
+    assert_eq!(call(&node, "a", "POST", &path, "old").status, 204);
+    let refresher = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            call(
+                &node,
+                "a",
+                "GET",
+                &format!("/lookup?url={url}&hold_ms=1500"),
+                "",
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let other = call(&node, "a", "GET", &format!("/lookup?url={url}"), "");
+    assert_eq!(other.header("x-freshness"), "StaleWhileRevalidate");
+    assert_eq!(other.header("x-should-refresh"), "false");
+    assert_eq!(refresher.join().unwrap().header("x-should-refresh"), "true");
+    // The refreshing request ended without inserting: the next one is
+    // told to refresh.
+    let next = call(&node, "a", "GET", &format!("/lookup?url={url}"), "");
+    assert_eq!(next.header("x-should-refresh"), "true");
 }

@@ -805,7 +805,12 @@ fn outpost_cli(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn shared_guest_target() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cli-projects")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cli-projects");
+    // Made here, not by cargo: cargo makes a missing target dir under a
+    // temporary name and renames it, and the CLI's cargo (this dir) and
+    // the scaffold test's (host/, inside it) raced on a fresh clone.
+    std::fs::create_dir_all(dir.join("host")).expect("the shared target dir can be made");
+    dir
 }
 
 fn run_cli(dir: &Path, args: &[&str]) -> Finished {

@@ -262,6 +262,26 @@ impl Request {
         self
     }
 
+    /// Reads the request through the app's edge cache (`true`), or not
+    /// (`false`), whatever its backend's `cache` setting says: a fresh
+    /// stored response answers it without a request to the origin, and a
+    /// response the origin allows to be stored is kept (RFC 9111, the
+    /// same rules as the cache in front of the handler). Only `GET` and
+    /// `HEAD` are answered from the cache; other methods invalidate.
+    ///
+    /// ```
+    /// # use outpost_sdk::fetch::Request;
+    /// let req = Request::get("https://api.example.com/menu").cache(true);
+    /// assert_eq!(req.headers()["outpost-cache"], "on");
+    /// ```
+    pub fn cache(mut self, on: bool) -> Self {
+        self.headers.insert(
+            "outpost-cache",
+            HeaderValue::from_static(if on { "on" } else { "off" }),
+        );
+        self
+    }
+
     /// Sends the request and reads the whole response.
     ///
     /// ```no_run

@@ -16,9 +16,11 @@
 //!
 //! The request body is read completely before the handler runs (the host
 //! bounds its size), and the response body is written after it returns.
-//! [`fetch`] sends requests to origins and named backends.
+//! [`fetch`] sends requests to origins and named backends; [`cache`] looks
+//! up, stores and purges responses in the app's edge cache.
 #![deny(missing_docs)]
 
+pub mod cache;
 mod error;
 pub mod fetch;
 mod request;

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone)]
 pub struct Request {
     method: Method,
+    https: bool,
     path_with_query: String,
     authority: Option<String>,
     headers: HeaderMap,
@@ -34,6 +35,7 @@ impl Request {
     pub fn builder(method: Method, path_with_query: impl Into<String>) -> RequestBuilder {
         RequestBuilder(Request {
             method,
+            https: false,
             path_with_query: path_with_query.into(),
             authority: None,
             headers: HeaderMap::new(),
@@ -43,6 +45,7 @@ impl Request {
 
     pub(crate) fn from_parts(
         method: Method,
+        https: bool,
         path_with_query: String,
         authority: Option<String>,
         headers: HeaderMap,
@@ -50,6 +53,7 @@ impl Request {
     ) -> Self {
         Self {
             method,
+            https,
             path_with_query,
             authority,
             headers,
@@ -128,6 +132,35 @@ impl Request {
     /// ```
     pub fn authority(&self) -> Option<&str> {
         self.authority.as_deref()
+    }
+
+    /// The scheme the client used: `"https"` or `"http"`.
+    ///
+    /// ```
+    /// # use outpost_sdk::{Method, Request};
+    /// # let req = Request::builder(Method::GET, "/").build();
+    /// assert_eq!(req.scheme(), "http");
+    /// ```
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    /// The whole URL the client asked for: scheme, authority (`localhost`
+    /// if the request named none), path and query. The edge cache keys
+    /// entries by it ([`crate::cache`]).
+    ///
+    /// ```
+    /// # use outpost_sdk::{Method, Request};
+    /// let req = Request::builder(Method::GET, "/a?b=1").header("host", "example.com").build();
+    /// assert_eq!(req.url(), "http://localhost/a?b=1");
+    /// ```
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.scheme(),
+            self.authority().unwrap_or("localhost"),
+            self.path_with_query
+        )
     }
 
     /// All request headers.

@@ -3,7 +3,7 @@
 use crate::{Error, Request, Response};
 use bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, IncomingRequest, Method as WasiMethod, OutgoingBody,
-    OutgoingResponse, ResponseOutparam, http_error_code,
+    OutgoingResponse, ResponseOutparam, Scheme, http_error_code,
 };
 use bindings::wasi::io::streams::{OutputStream, StreamError};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -51,6 +51,7 @@ fn read_request(incoming: IncomingRequest) -> crate::Result<Request> {
     let method = method_from_wasi(incoming.method())?;
     let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
     let authority = incoming.authority();
+    let https = matches!(incoming.scheme(), Some(Scheme::Https));
     let headers = headers_from_wasi(&incoming.headers());
     let body = match incoming.consume() {
         Ok(body) => read_body(body)?,
@@ -58,6 +59,7 @@ fn read_request(incoming: IncomingRequest) -> crate::Result<Request> {
     };
     Ok(Request::from_parts(
         method,
+        https,
         path_with_query,
         authority,
         headers,

@@ -34,7 +34,8 @@ pub(crate) struct DevArgs {
     /// production, nothing private is reachable otherwise.
     #[arg(long, value_name = "CIDR", value_parser = crate::serve::parse_range)]
     allow_private: Vec<outpost_host::fetch::PrivateAllowance>,
-    /// Serve without the edge cache, whatever the manifest's [cache] says.
+    /// Serve without the edge cache in front of the handler, whatever the
+    /// manifest's [cache] says (the handler's own cache calls still work).
     #[arg(long)]
     no_cache: bool,
 }
@@ -48,7 +49,7 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     let built_from = snapshot(&project.dir);
     let mut manifest = project.manifest(&maxima)?;
     if args.no_cache {
-        manifest.cache = None;
+        manifest.cache.in_front = false;
     }
     let component = project.build()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -140,19 +141,19 @@ impl Reloader {
     fn rebuild(&mut self) -> anyhow::Result<()> {
         let mut manifest: AppManifest = self.project.manifest(&Limits::node_maxima())?;
         if self.no_cache {
-            manifest.cache = None;
+            manifest.cache.in_front = false;
         }
         let component = self.project.build()?;
         let (app, _) = self.runtime.load_app(&manifest.spec(component))?;
         // A node keeps an app's cache across deploys; while developing,
         // the new code's answers are what one wants to see.
-        if let Some(cache) = app.cache() {
-            let all = outpost_host::cache::Purge {
-                all: true,
-                ..Default::default()
-            };
-            cache.purge(&all).map_err(|err| anyhow::anyhow!(err))?;
-        }
+        let all = outpost_host::cache::Purge {
+            all: true,
+            ..Default::default()
+        };
+        app.cache()
+            .purge(&all)
+            .map_err(|err| anyhow::anyhow!(err))?;
         let served = Served {
             app,
             routes: manifest.routes,

@@ -8,7 +8,7 @@ use crate::{Failure, Limits, LoadError, RequestId, RequestMeta};
 use bytes::Bytes;
 use http_body::Body;
 use outpost_host::bindings::HandlerPre;
-use outpost_host::cache::CachePolicy;
+use outpost_host::cache::{CacheCtx, CachePolicy};
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
 use std::future::Future;
@@ -65,8 +65,8 @@ struct AppInner {
     limits: Limits,
     /// Where and how its guests may fetch, shared by its requests.
     fetch: (Arc<FetchService>, Arc<FetchPolicy>),
-    /// Its edge cache, if enabled.
-    cache: Option<CachePolicy>,
+    /// Its edge cache, shared by its requests.
+    cache: Arc<CachePolicy>,
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -93,7 +93,7 @@ impl App {
         code: Result<HandlerPre<RequestState>, Loader>,
         limits: Limits,
         fetch: (Arc<FetchService>, Arc<FetchPolicy>),
-        cache: Option<CachePolicy>,
+        cache: Arc<CachePolicy>,
         pool: InstancePool,
         tail: Tail,
     ) -> Self {
@@ -134,9 +134,10 @@ impl App {
         &self.inner.fetch.1
     }
 
-    /// The app's edge cache, if enabled.
-    pub fn cache(&self) -> Option<&CachePolicy> {
-        self.inner.cache.as_ref()
+    /// The app's edge cache (in front of its handler if
+    /// `rules().in_front`).
+    pub fn cache(&self) -> &CachePolicy {
+        &self.inner.cache
     }
 
     /// Requests served and failed by this app (this version of it).
@@ -432,8 +433,10 @@ impl AppInner {
             FetchCtx::new(
                 self.fetch.0.clone(),
                 self.fetch.1.clone(),
+                self.cache.clone(),
                 self.name.clone(),
             ),
+            CacheCtx::new(self.cache.clone(), self.name.clone()),
         );
         let pre = self
             .pre

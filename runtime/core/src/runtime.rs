@@ -9,13 +9,13 @@ use crate::tail::{TailEvent, Tails};
 use crate::{Limits, LoadError};
 use outpost_host::Services;
 use outpost_host::bindings::HandlerPre;
-use outpost_host::cache::CacheRules;
+use outpost_host::cache::{CacheCtx, CacheRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often a running guest's CPU budget is checked and the guest yields to
@@ -79,8 +79,8 @@ pub struct AppSpec {
     pub outbound: Vec<OutboundRule>,
     /// Its named backends.
     pub backends: Vec<BackendSpec>,
-    /// Its edge cache, if enabled (`[cache]`).
-    pub cache: Option<CacheRules>,
+    /// Its edge cache (`[cache]`).
+    pub cache: CacheRules,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -156,10 +156,7 @@ impl Runtime {
             )),
         );
 
-        let cache = spec
-            .cache
-            .clone()
-            .map(|rules| self.services.cache.policy(&spec.name, rules));
+        let cache = Arc::new(self.services.cache.policy(&spec.name, spec.cache.clone()));
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
             let shared = self.shared.clone();
@@ -243,8 +240,12 @@ impl Shared {
 /// (sockets linked but denied, no preopens: see [`RequestState`]) and
 /// `wasi:http`, whose outgoing requests go to the app's fetch context.
 fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
+    use outpost_host::bindings::outpost::edge;
     wasmtime_wasi::p2::add_to_linker_async(linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
+        .and_then(|()| {
+            edge::cache::add_to_linker::<_, HasSelf<CacheCtx>>(linker, |state| &mut state.cache)
+        })
         .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
 }
 

@@ -1,12 +1,14 @@
 //! What a Store holds for one request: the WASI and wasi:http contexts, the
 //! resource table, the memory limiter and the CPU meter, the bounds on what
 //! a guest can make the host allocate, and the request's view of each host
-//! service (outbound fetch is wasi:http's hooks).
+//! service (outbound fetch is wasi:http's hooks; the cache is
+//! `outpost:edge/cache`).
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestOutput};
 use crate::limits::MemoryLimiter;
 use crate::tail::Tail;
+use outpost_host::cache::CacheCtx;
 use outpost_host::fetch::FetchCtx;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ pub(crate) struct RequestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     pub(crate) fetch: FetchCtx,
+    pub(crate) cache: CacheCtx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_budget: Duration,
@@ -47,6 +50,7 @@ impl RequestState {
         memory: u64,
         cpu_budget: Duration,
         fetch: FetchCtx,
+        cache: CacheCtx,
     ) -> Self {
         let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
@@ -78,6 +82,7 @@ impl RequestState {
             http,
             table,
             fetch,
+            cache,
             memory: MemoryLimiter::new(memory),
             cpu: Arc::new(CpuMeter::default()),
             cpu_budget,

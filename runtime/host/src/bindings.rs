@@ -16,6 +16,13 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "outpost:edge/handler",
     exports: { default: async },
+    // A purge walks the app's entries on a blocking thread, and a lookup
+    // may wait for a concurrent request's insert; an insert answers from
+    // memory at once.
+    imports: {
+        "outpost:edge/cache.purge": async,
+        "outpost:edge/cache.lookup": async,
+    },
     require_store_data_send: true,
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,

@@ -343,11 +343,12 @@ impl Admin {
                     "requests": stats.requests(),
                     "failures": stats.failures(),
                     "backends": backends,
-                    "cache": served.app.cache().map(|cache| json!({
-                        "entries": cache.entries(),
-                        "bytes": cache.used(),
-                        "budget_bytes": cache.rules().memory,
-                    })),
+                    "cache": {
+                        "in_front": served.app.cache().rules().in_front,
+                        "entries": served.app.cache().entries(),
+                        "bytes": served.app.cache().used(),
+                        "budget_bytes": served.app.cache().rules().memory,
+                    },
                 })
             })
             .collect();
@@ -686,12 +687,7 @@ impl Admin {
                 format!("no app {app} is served on this node"),
             )
         })?;
-        let policy = served.app.cache().cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("app {app} has no cache to purge; enable it with [cache] enabled = true in its manifest"),
-            )
-        })?;
+        let policy = served.app.cache().clone();
         // The selection goes into the answer, and so into the audit log.
         let selection = json!({
             "urls": purge.urls,

@@ -4,7 +4,7 @@
 use crate::manifest::{AppManifest, RawApp};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits, RuntimeConfig};
-use outpost_host::cache::CacheConfig;
+use outpost_host::cache::{CacheConfig, CacheRules};
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
 use outpost_store::AppName;
 use rustls::pki_types::CertificateDer;
@@ -220,7 +220,7 @@ impl NodeConfig {
                     limits: Limits::defaults_within(&maxima),
                     outbound: Vec::new(),
                     backends: Vec::new(),
-                    cache: None,
+                    cache: CacheRules::default(),
                 },
             }],
             maxima,

@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use outpost_core::{App, BodyError};
+use outpost_host::fetch::CACHE_CHOICE;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -87,7 +88,11 @@ impl Edge {
             ));
         };
         let limit = app.limits().request_body;
-        let (parts, incoming) = request.into_parts();
+        let (mut parts, incoming) = request.into_parts();
+        // Whether a fetch reads through the cache is the handler's choice:
+        // a client's copy of the field must not reach a handler that
+        // forwards every field.
+        parts.headers.remove(CACHE_CHOICE);
         let length = content_length(&parts.headers);
         if length.is_some_and(|length| length > limit) {
             // Boxed, as `read_ahead` below: rare, and the future of every

@@ -9,7 +9,7 @@ mod conn;
 pub(crate) use caps::ConnectionCaps;
 pub(crate) use conn::{Deadlines, Driver};
 
-use crate::cached::CachedRequest;
+use crate::cached::Handler;
 use crate::config::HttpConfig;
 use crate::edge::{self, Edge, Refusal};
 use crate::table::AppTable;
@@ -21,6 +21,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use outpost_core::{RequestId, RequestMeta, ResponseBody};
+use outpost_host::cache::CachedRequest;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,23 +241,28 @@ async fn handle(
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };
-    let outcome = match admitted.app.cache() {
-        Some(policy) => {
-            let cached = CachedRequest {
-                policy,
-                app: &admitted.app,
+    let policy = admitted.app.cache();
+    let outcome = if policy.rules().in_front {
+        let cached = CachedRequest {
+            policy,
+            origin: Handler {
+                app: admitted.app.clone(),
                 meta,
-            };
-            match cached.lookup(&admitted.request) {
-                Ok(hit) => Ok(hit),
-                Err(miss) => Box::pin(cached.ask(admitted.request, miss)).await,
-            }
+            },
+            app: admitted.app.name(),
+            https: meta.https,
+            id: meta.id,
+        };
+        match cached.lookup(&admitted.request) {
+            Ok(hit) => Ok(hit),
+            Err(miss) => Box::pin(cached.ask(admitted.request, miss)).await,
         }
+    } else {
         // Boxed, as the cache's misses: the handler's future is most of
         // the request's, and hyper moves the request's future into place
         // (a copy of 3 KiB per request, the cache's hits included, when it
         // was inline).
-        None => Box::pin(admitted.app.handle(admitted.request, meta)).await,
+        Box::pin(admitted.app.handle(admitted.request, meta)).await
     };
     if admitted.body_timed_out.happened() {
         return refusal_response(&edge::body_timeout(), request_id);

@@ -50,8 +50,8 @@ pub struct AppManifest {
     pub outbound: Vec<OutboundRule>,
     /// Its named backends.
     pub backends: Vec<BackendSpec>,
-    /// Its edge cache, if `[cache] enabled = true`.
-    pub cache: Option<CacheRules>,
+    /// Its edge cache (`[cache]`).
+    pub cache: CacheRules,
 }
 
 /// The keys a manifest names in parse errors.
@@ -180,7 +180,7 @@ pub(crate) struct AppSections {
     pub(crate) limits: Limits,
     pub(crate) outbound: Vec<OutboundRule>,
     pub(crate) backends: Vec<BackendSpec>,
-    pub(crate) cache: Option<CacheRules>,
+    pub(crate) cache: CacheRules,
 }
 
 impl RawApp {
@@ -235,7 +235,7 @@ impl RawApp {
         }
         let cache = match self.cache {
             Some(cache) => cache.validate(&key("cache"), at)?,
-            None => None,
+            None => CacheRules::default(),
         };
         Ok(AppSections {
             routes,
@@ -279,16 +279,16 @@ struct RawCacheKey {
 const MAX_KEY_HEADERS: usize = 16;
 
 impl RawCache {
-    /// The rules, or `None` if the cache is off.
+    /// The rules (`in_front` if `enabled`).
     fn validate(
         self,
         key: &str,
         at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
-    ) -> Result<Option<CacheRules>, ConfigError> {
-        if !self.enabled {
-            return Ok(None);
-        }
-        let mut rules = CacheRules::default();
+    ) -> Result<CacheRules, ConfigError> {
+        let mut rules = CacheRules {
+            in_front: self.enabled,
+            ..CacheRules::default()
+        };
         if let Some(mib) = &self.memory_mib {
             if !(1..=65_536).contains(mib.get_ref()) {
                 return Err(at(
@@ -343,7 +343,7 @@ impl RawCache {
                 cookie: raw.cookie,
             };
         }
-        Ok(Some(rules))
+        Ok(rules)
     }
 }
 
@@ -366,6 +366,8 @@ struct RawBackend {
     health: Option<RawHealth>,
     eject_after: Option<Spanned<u32>>,
     eject_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    cache: bool,
 }
 
 #[derive(Deserialize)]
@@ -554,6 +556,7 @@ impl RawBackend {
             health,
             eject_after,
             eject_for,
+            cache: self.cache,
         })
     }
 }
@@ -656,13 +659,21 @@ mod tests {
     fn the_cache_section_parses_with_errors_that_say_the_fix() {
         let head = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
         let off = parse(&format!("{head}[cache]\nenabled = false\nmemory_mib = 8\n")).unwrap();
-        assert_eq!(off.cache, None);
+        assert!(!off.cache.in_front, "enabled = false: no cache in front");
+        assert_eq!(
+            off.cache.memory,
+            8 << 20,
+            "the budget holds for the interface"
+        );
+        let none = parse(head).unwrap();
+        assert_eq!(none.cache, outpost_host::cache::CacheRules::default());
         let on = parse(&format!(
             "{head}[cache]\nenabled = true\nmemory_mib = 8\nmax_object_kib = 512\n\
              [cache.key]\nsort_query = true\nheaders = [\"X-Tenant\"]\ncookie = \"region\"\n"
         ))
         .unwrap();
-        let rules = on.cache.unwrap();
+        let rules = on.cache;
+        assert!(rules.in_front);
         assert_eq!(rules.memory, 8 << 20);
         assert_eq!(rules.max_object, 512 << 10);
         assert!(rules.key.sort_query);

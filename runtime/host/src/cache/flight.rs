@@ -11,9 +11,22 @@ use tokio::sync::watch;
 /// What is in flight for one app's keys.
 #[derive(Debug, Default)]
 pub(super) struct Flights {
-    /// Keys whose miss is being fetched, and how to wait for it.
-    leading: Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<()>>>>,
-    /// Keys being refreshed in the background.
+    /// The edge's requests to origins (a handler, a fetch).
+    origin: Claims,
+    /// Handlers' own lookups (`outpost:edge/cache`), apart from the
+    /// edge's: a handler the edge runs for a key it leads must not wait
+    /// for itself, nor find the refresh it is running claimed.
+    pub(super) guests: Claims,
+}
+
+/// Keys whose miss is being fetched, and how to wait for each.
+type Leading = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<()>>>>;
+
+/// Misses and refreshes in flight, by key.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    leading: Leading,
+    /// Keys being refreshed.
     refreshing: Arc<Mutex<HashSet<Box<[u8]>>>>,
 }
 
@@ -30,7 +43,7 @@ pub enum Flight {
 /// The request that goes to the origin for a key.
 #[derive(Debug)]
 pub struct Leader {
-    leading: Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<()>>>>,
+    leading: Leading,
     key: Box<[u8]>,
     _done: watch::Sender<()>,
 }
@@ -73,8 +86,20 @@ impl Drop for Refresh {
 impl CachePolicy {
     /// Joins the request in flight for `key`, or becomes it.
     pub fn collapse(&self, key: &[u8]) -> Flight {
-        let flights = &self.store.flights;
-        let mut leading = flights
+        self.store.flights.origin.collapse(key)
+    }
+
+    /// Claims the background refresh of `key` (`stale-while-revalidate`),
+    /// or `None` if one is already running: until the returned guard is
+    /// dropped, no other request starts one.
+    pub fn start_refresh(&self, key: &[u8]) -> Option<Refresh> {
+        self.store.flights.origin.start_refresh(key)
+    }
+}
+
+impl Claims {
+    pub(super) fn collapse(&self, key: &[u8]) -> Flight {
+        let mut leading = self
             .leading
             .lock()
             .expect("the flight map is never poisoned");
@@ -84,23 +109,19 @@ impl CachePolicy {
         let (done, waiting) = watch::channel(());
         leading.insert(key.into(), waiting);
         Flight::Lead(Leader {
-            leading: flights.leading.clone(),
+            leading: self.leading.clone(),
             key: key.into(),
             _done: done,
         })
     }
 
-    /// Claims the background refresh of `key` (`stale-while-revalidate`),
-    /// or `None` if one is already running: until the returned guard is
-    /// dropped, no other request starts one.
-    pub fn start_refresh(&self, key: &[u8]) -> Option<Refresh> {
-        let flights = &self.store.flights;
-        let mut refreshing = flights
+    pub(super) fn start_refresh(&self, key: &[u8]) -> Option<Refresh> {
+        let mut refreshing = self
             .refreshing
             .lock()
             .expect("the refresh set is never poisoned");
         refreshing.insert(key.into()).then(|| Refresh {
-            set: flights.refreshing.clone(),
+            set: self.refreshing.clone(),
             key: key.into(),
         })
     }

@@ -21,10 +21,13 @@
 
 mod answer;
 mod directives;
+mod entry;
 mod flight;
 mod freshness;
+mod guest;
 mod invalidate;
 mod key;
+mod origin;
 mod purge;
 mod range;
 mod status;
@@ -34,10 +37,13 @@ mod validate;
 
 pub use answer::{CACHE_STATUS, answer};
 pub use directives::{Delta, FieldScope, RequestDirectives, ResponseDirectives};
+pub use entry::Overrides;
 pub use flight::{Flight, Follower, Leader, Refresh};
 pub use freshness::{NotStorable, Reuse, Timing, fields_to_strip, reuse, storable};
+pub use guest::CacheCtx;
 pub use invalidate::invalidated;
 pub use key::{KeyRules, Vary};
+pub use origin::{CachedRequest, Miss, Origin};
 pub use purge::Purge;
 pub use range::{RangeAnswer, answer_range};
 pub use status::CacheStatus;

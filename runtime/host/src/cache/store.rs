@@ -34,9 +34,14 @@ impl Default for CacheConfig {
     }
 }
 
-/// An app's `[cache]` settings, validated.
+/// An app's `[cache]` settings, validated. Every app has a cache (handlers
+/// reach it through `outpost:edge/cache`); `in_front` puts it in front of
+/// the handler too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheRules {
+    /// Requests are answered from the cache before the handler
+    /// (`enabled = true`).
+    pub in_front: bool,
     /// How requests map to entries.
     pub key: KeyRules,
     /// Bytes this app's stored responses may take.
@@ -51,6 +56,7 @@ pub struct CacheRules {
 impl Default for CacheRules {
     fn default() -> Self {
         Self {
+            in_front: false,
             key: KeyRules::default(),
             memory: 64 << 20,
             max_object: 8 << 20,
@@ -144,9 +150,9 @@ impl AppStore {
     fn new(memory: u64) -> Self {
         let tags: Arc<Mutex<TagIndex>> = Arc::default();
         let index = tags.clone();
-        let entries = moka::sync::Cache::builder()
+        let entries = moka::sync::Cache::<Box<[u8]>, Arc<Resource>>::builder()
             .max_capacity(memory)
-            .weigher(|key: &Box<[u8]>, resource: &Arc<Resource>| {
+            .weigher(|key, resource| {
                 u32::try_from(key.len() as u64 + resource.weight()).unwrap_or(u32::MAX)
             })
             .expire_after(UsableLife)

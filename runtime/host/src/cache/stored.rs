@@ -142,6 +142,11 @@ impl Stored {
         self.secondary.is_some() && !self.usable_for(SystemTime::now()).is_zero()
     }
 
+    /// Adds purge tags besides those of its fields.
+    pub fn add_tags<'a>(&mut self, tags: impl Iterator<Item = &'a str>) {
+        push_tags(&mut self.tags, tags);
+    }
+
     /// This entry made stale now (a soft purge): still usable where stale
     /// responses are (`stale-while-revalidate`, `stale-if-error`,
     /// `max-stale`), revalidated otherwise.
@@ -168,8 +173,15 @@ fn tags_of(headers: &HeaderMap) -> Vec<Box<str>> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(' '));
-    let mut tags: Vec<Box<str>> = Vec::new();
-    for tag in comma.chain(space).map(str::trim) {
+    let mut tags = Vec::new();
+    push_tags(&mut tags, comma.chain(space));
+    tags
+}
+
+/// Adds `more` to `tags`: trimmed, empty, too long and repeated ones
+/// left out, at most [`MAX_TAGS`] in all.
+fn push_tags<'a>(tags: &mut Vec<Box<str>>, more: impl Iterator<Item = &'a str>) {
+    for tag in more.map(str::trim) {
         if tag.is_empty() || tag.len() > MAX_TAG_LEN || tags.iter().any(|t| &**t == tag) {
             continue;
         }
@@ -178,5 +190,4 @@ fn tags_of(headers: &HeaderMap) -> Vec<Box<str>> {
         }
         tags.push(tag.into());
     }
-    tags
 }

@@ -109,6 +109,8 @@ pub struct BackendSpec {
     pub eject_after: u32,
     /// ...for this long.
     pub eject_for: Duration,
+    /// Its GET and HEAD requests read through the app's cache.
+    pub cache: bool,
 }
 
 /// One endpoint of a backend, with its state and counters.
@@ -610,6 +612,7 @@ mod tests {
             health: None,
             eject_after: 3,
             eject_for: Duration::from_secs(10),
+            cache: false,
         })
     }
 

@@ -21,7 +21,8 @@ pub use backend::{
     BACKEND_SUFFIX, Backend, BackendSpec, Balance, EndpointStats, HashKey, HealthCheck,
 };
 
-use crate::RequestMeta;
+use crate::cache::{CachePolicy, CachedRequest, Origin};
+use crate::{RequestId, RequestMeta};
 use backend::{HealthChecker, backend_name};
 use body::UpstreamBody;
 use bytes::Bytes;
@@ -309,6 +310,9 @@ pub struct FetchCounters {
 pub struct FetchCtx {
     service: Arc<FetchService>,
     policy: Arc<FetchPolicy>,
+    /// The app's cache, which requests to a backend with `cache = true`
+    /// (or with `outpost-cache: on`) read through.
+    cache: Arc<CachePolicy>,
     app: Arc<str>,
     request: Option<RequestMeta>,
     sent: u32,
@@ -319,11 +323,17 @@ pub struct FetchCtx {
 impl FetchCtx {
     /// A context for an instance of `app`; [`FetchCtx::begin`] binds it to
     /// its request.
-    pub fn new(service: Arc<FetchService>, policy: Arc<FetchPolicy>, app: Arc<str>) -> Self {
+    pub fn new(
+        service: Arc<FetchService>,
+        policy: Arc<FetchPolicy>,
+        cache: Arc<CachePolicy>,
+        app: Arc<str>,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency as usize));
         Self {
             service,
             policy,
+            cache,
             app,
             request: None,
             sent: 0,
@@ -428,53 +438,128 @@ impl WasiHttpHooks for FetchCtx {
             }
         }
         let (connect, first_byte, between_bytes) = limits.timeouts(options.as_ref());
-        let exchange = Exchange {
-            service: self.service.clone(),
-            connect,
-            first_byte,
+        let cached = match request.headers_mut().remove(CACHE_CHOICE) {
+            Some(choice) if choice == "on" => true,
+            Some(choice) if choice == "off" => false,
+            _ => backend.as_ref().is_some_and(|backend| backend.spec.cache),
         };
-        let cap = limits.response_body;
-        let in_flight = self.in_flight.clone();
-        let client = self.request.and_then(|request| request.client);
-        // wasmtime runs this in a task of its own: it keeps the request's span.
-        let span = tracing::Span::current();
+        let outbound = Outbound {
+            exchange: Exchange {
+                service: self.service.clone(),
+                connect,
+                first_byte,
+            },
+            backend,
+            client: self.request.and_then(|request| request.client),
+            between_bytes,
+            cap: limits.response_body,
+            in_flight: self.in_flight.clone(),
+        };
+        let cache = cached.then(|| (self.cache.clone(), self.app.clone(), destination.https));
+        let id = self
+            .request
+            .map_or_else(RequestId::next, |request| request.id);
         let send = async move {
-            let permit = in_flight
-                .acquire_owned()
-                .await
-                .expect("the in-flight semaphore is never closed");
-            let result = match backend {
-                Some(backend) => exchange.to_backend(&backend, request, client).await,
-                None => exchange.send(request).await,
-            };
-            let result = result.and_then(|response| {
-                let declared = response
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-                match declared {
-                    Some(length) if length > cap => Err(Error::HttpResponseBodySize(Some(cap))),
-                    _ => Ok(response.map(|incoming| {
-                        UpstreamBody::new(incoming, between_bytes, cap, permit).boxed_unsync()
-                    })),
+            let response = match cache {
+                None => outbound.ask(request).await,
+                Some((policy, app, https)) => {
+                    let cached = CachedRequest {
+                        policy: &policy,
+                        origin: outbound,
+                        app: &app,
+                        https,
+                        id,
+                    };
+                    match cached.lookup(&request) {
+                        Ok(hit) => Ok(hit),
+                        Err(miss) => cached.ask(request, miss).await,
+                    }
                 }
-            });
-            if result.is_err() {
-                exchange
-                    .service
-                    .stats
-                    .failed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            };
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
-            result.map(|response| (response, done))
+            response.map(|response| (response, done))
         };
-        Box::new(tracing::Instrument::instrument(send, span))
+        // wasmtime runs this in a task of its own: it keeps the request's span.
+        Box::new(tracing::Instrument::instrument(
+            send,
+            tracing::Span::current(),
+        ))
+    }
+}
+
+/// The request header by which a guest asks for its request to read
+/// through the app's cache (`on`) or not (`off`), whatever its backend's
+/// `cache` says. The host removes it before sending.
+pub const CACHE_CHOICE: http::HeaderName = http::HeaderName::from_static("outpost-cache");
+
+/// One outbound request, ready to go: to an endpoint of its backend, or
+/// where its URI says, under the request's limits.
+#[derive(Clone)]
+struct Outbound {
+    exchange: Exchange,
+    backend: Option<Arc<Backend>>,
+    client: Option<std::net::SocketAddr>,
+    between_bytes: Duration,
+    cap: u64,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Origin for Outbound {
+    type Body = WasiBody;
+    type Failure = Error;
+
+    async fn ask(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let permit = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let exchange = &self.exchange;
+        let result = match &self.backend {
+            Some(backend) => exchange.to_backend(backend, request, self.client).await,
+            None => exchange.send(request).await,
+        };
+        let result = result.and_then(|response| {
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            match declared {
+                Some(length) if length > self.cap => {
+                    Err(Error::HttpResponseBodySize(Some(self.cap)))
+                }
+                _ => Ok(response.map(|incoming| {
+                    UpstreamBody::new(incoming, self.between_bytes, self.cap, permit).boxed_unsync()
+                })),
+            }
+        });
+        if result.is_err() {
+            exchange
+                .service
+                .stats
+                .failed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn refresh(self, request: http::Request<()>) -> Result<http::Response<WasiBody>, Error> {
+        let request = request.map(|()| Empty::new().map_err(|never| match never {}).boxed_unsync());
+        self.ask(request).await
+    }
+
+    fn host<B>(request: &http::Request<B>) -> &str {
+        request.uri().host().unwrap_or_default()
     }
 }
 
 /// One outbound request's way through the pool, under its timeouts.
+#[derive(Clone)]
 struct Exchange {
     service: Arc<FetchService>,
     connect: Duration,
