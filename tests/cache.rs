@@ -997,3 +997,53 @@ fn handlers_lookups_collapse_on_a_miss_and_one_of_them_refreshes() {
     let next = call(&node, "a", "GET", &format!("/lookup?url={url}"), "");
     assert_eq!(next.header("x-should-refresh"), "true");
 }
+
+#[test]
+fn cdn_cache_control_overrides_cache_control_here_and_any_final_status_is_stored() {
+    let (node, _dir) = start("");
+    // RFC 9213: the CDN's own directives win at the edge; browsers still
+    // get Cache-Control as the origin wrote it.
+    let path = "/cdn?cc=no-store&cdn=max-age=60";
+    let first = get(&node, path);
+    assert!(
+        first.header("cache-status").contains("stored"),
+        "{}",
+        first.header("cache-status")
+    );
+    assert_eq!(first.header("cache-control"), "no-store");
+    let hit = get(&node, path);
+    assert!(hit.header("cache-status").contains("hit"));
+    assert_eq!(hit.text(), first.text());
+    let path = "/cdn?cc=max-age=60&cdn=no-store";
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("detail=no-store")
+    );
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("fwd=uri-miss")
+    );
+    // An invalid CDN-Cache-Control is ignored whole: Cache-Control rules.
+    let path = "/cdn?cc=no-store&cdn=max-age%3D%2210%22";
+    assert!(
+        get(&node, path)
+            .header("cache-status")
+            .contains("detail=no-store")
+    );
+
+    // A 204 (no body to wait for) and a status RFC 9110 does not name,
+    // with explicit freshness, are stored and reused.
+    for path in ["/s?status=204&cc=max-age=60", "/s?status=599&cc=max-age=60"] {
+        let first = get(&node, path);
+        assert!(first.header("cache-status").contains("stored"), "{path}");
+        let again = get(&node, path);
+        assert!(
+            again.header("cache-status").contains("hit"),
+            "{path}: {}",
+            again.header("cache-status")
+        );
+        assert_eq!(again.header("x-serial"), first.header("x-serial"));
+    }
+}

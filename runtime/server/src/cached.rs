@@ -24,7 +24,7 @@ impl Origin for Handler {
         self.app.handle(request, self.meta).await
     }
 
-    async fn refresh(self, request: Request<()>) -> Result<Response<ResponseBody>, Failure> {
+    async fn ask_again(self, request: Request<()>) -> Result<Response<ResponseBody>, Failure> {
         let meta = RequestMeta {
             id: RequestId::next(),
             ..self.meta

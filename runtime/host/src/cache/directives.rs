@@ -13,7 +13,7 @@ use http::header::{CACHE_CONTROL, HeaderName, PRAGMA};
 use std::time::Duration;
 
 /// RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
-const DELTA_MAX: u64 = 2_147_483_648;
+pub(super) const DELTA_MAX: u64 = 2_147_483_648;
 
 /// A delta-seconds argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub enum FieldScope {
 }
 
 impl FieldScope {
-    fn parse(argument: Option<&str>) -> Self {
+    pub(super) fn parse(argument: Option<&str>) -> Self {
         let Some(list) = argument else {
             return Self::All;
         };
@@ -104,8 +104,13 @@ pub struct ResponseDirectives {
 }
 
 impl ResponseDirectives {
-    /// The directives of every `Cache-Control` line of `headers`.
+    /// The directives this cache obeys: those of a valid
+    /// `CDN-Cache-Control` (RFC 9213), else those of every `Cache-Control`
+    /// line of `headers`.
     pub fn of(headers: &HeaderMap) -> Self {
+        if let Some(targeted) = super::targeted::cdn_cache_control(headers) {
+            return targeted;
+        }
         let mut directives = Self::default();
         let mut seen = Seen::default();
         for (name, argument) in each_directive(headers) {

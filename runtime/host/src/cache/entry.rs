@@ -45,14 +45,6 @@ impl CachePolicy {
         declared: Option<u64>,
         overrides: &Overrides,
     ) -> Result<Stored, &'static str> {
-        // A 304 or 206 answers a conditional or a Range: it is not the
-        // resource's representation.
-        if matches!(
-            status,
-            StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
-        ) {
-            return Err(NotStorable::Status.as_str());
-        }
         let mut directives = ResponseDirectives::of(headers);
         match storable(
             method,

@@ -50,7 +50,7 @@ impl NotStorable {
 }
 
 /// Status codes whose semantics this cache understands (for
-/// `must-understand`, §5.2.2.3) and may store.
+/// `must-understand`, §5.2.2.3).
 fn understood(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
@@ -96,7 +96,13 @@ pub fn storable(
     if method != Method::GET {
         return Err(NotStorable::Method);
     }
-    if !understood(status) {
+    // Any final status may be stored (§3) but a 206 or 304, which answer
+    // a Range or a conditional rather than represent the resource; with
+    // must-understand, only one this cache understands (§5.2.2.3).
+    if status.is_informational()
+        || matches!(status.as_u16(), 206 | 304)
+        || (response.must_understand && !understood(status))
+    {
         return Err(NotStorable::Status);
     }
     // must-understand overrides no-store for a status the cache
@@ -210,8 +216,66 @@ fn age_value(headers: &HeaderMap) -> Duration {
 /// The first line of a date header, if it parses (IMF-fixdate, RFC 850 or
 /// asctime, as RFC 9110 §5.6.7 asks recipients to accept).
 fn first_date(headers: &HeaderMap, name: http::HeaderName) -> Option<SystemTime> {
-    let value = headers.get(name)?.to_str().ok()?;
-    httpdate::parse_http_date(value.trim()).ok()
+    parse_date(headers.get(name)?.to_str().ok()?)
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An HTTP date (RFC 9110 §5.6.7: IMF-fixdate, RFC 850 or asctime), read
+/// as leniently as its shape allows: names in any case, and a weekday
+/// that does not match the date, are accepted; anything else malformed
+/// (another zone, a two-digit year in IMF-fixdate, odd spacing) is not.
+pub(super) fn parse_date(value: &str) -> Option<SystemTime> {
+    let value = value.trim();
+    if let Ok(at) = httpdate::parse_http_date(value) {
+        return Some(at);
+    }
+    let canonical = |word: &str| {
+        let (name, comma) = word
+            .strip_suffix(',')
+            .map_or((word, ""), |name| (name, ","));
+        WEEKDAYS
+            .iter()
+            .chain(&LONG_WEEKDAYS)
+            .chain(&MONTHS)
+            .chain(&["GMT"])
+            .find(|known| known.eq_ignore_ascii_case(name))
+            .map_or_else(|| word.to_owned(), |known| format!("{known}{comma}"))
+    };
+    let normalised = value
+        .split(' ')
+        .map(canonical)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Ok(at) = httpdate::parse_http_date(&normalised) {
+        return Some(at);
+    }
+    let (first, rest) = normalised.split_once(' ')?;
+    let (day, comma) = first
+        .strip_suffix(',')
+        .map_or((first, ""), |day| (day, ","));
+    let names = if WEEKDAYS.contains(&day) {
+        &WEEKDAYS[..]
+    } else if LONG_WEEKDAYS.contains(&day) {
+        &LONG_WEEKDAYS[..]
+    } else {
+        return None;
+    };
+    names
+        .iter()
+        .find_map(|name| httpdate::parse_http_date(&format!("{name}{comma} {rest}")).ok())
 }
 
 /// What a stored response may do for a request (after its method, key
@@ -295,6 +359,39 @@ pub fn fields_to_strip(stored: &ResponseDirectives) -> impl Iterator<Item = &htt
 mod tests {
     use super::*;
 
+    #[test]
+    fn dates_are_read_leniently_where_their_shape_is_right() {
+        let at = |text: &str| parse_date(text).map(httpdate::fmt_http_date);
+        let expected = Some("Thu, 18 Aug 2050 02:01:18 GMT".to_owned());
+        for text in [
+            "Thu, 18 Aug 2050 02:01:18 GMT",
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "Thursday, 18-Aug-50 02:01:18 GMT",
+            "Mon, 18 Aug 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(at(text), expected, "{text}");
+        }
+        // asctime, its weekday wrong.
+        assert_eq!(
+            at("Thu Aug  8 02:01:18 2050"),
+            Some("Mon, 08 Aug 2050 02:01:18 GMT".to_owned())
+        );
+        for invalid in [
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "0",
+        ] {
+            assert_eq!(at(invalid), None, "{invalid}");
+        }
+    }
+
     const T0: u64 = 1_700_000_000;
 
     fn at(seconds: u64) -> SystemTime {
@@ -360,7 +457,7 @@ mod tests {
             Err(NotStorable::Status)
         );
         assert_eq!(
-            store(Method::GET, &[], 599, &[cc("max-age=60")]),
+            store(Method::GET, &[], 304, &[cc("max-age=60")]),
             Err(NotStorable::Status)
         );
         assert_eq!(
@@ -387,6 +484,14 @@ mod tests {
         );
         assert_eq!(store(Method::GET, &[], 302, &[cc("max-age=5")]), Ok(()));
         assert_eq!(store(Method::GET, &[], 302, &[cc("public")]), Ok(()));
+        // Any final status with explicit freshness, even one this cache
+        // does not know, unless must-understand asks for one it knows.
+        assert_eq!(store(Method::GET, &[], 599, &[cc("max-age=5")]), Ok(()));
+        assert_eq!(store(Method::GET, &[], 400, &[cc("max-age=5")]), Ok(()));
+        assert_eq!(
+            store(Method::GET, &[], 599, &[cc("must-understand, max-age=5")]),
+            Err(NotStorable::Status)
+        );
         // must-understand with an understood status overrides no-store.
         assert_eq!(
             store(

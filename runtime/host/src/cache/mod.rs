@@ -33,6 +33,7 @@ mod range;
 mod status;
 mod store;
 mod stored;
+mod targeted;
 mod validate;
 
 pub use answer::{CACHE_STATUS, answer};
@@ -49,6 +50,7 @@ pub use range::{RangeAnswer, answer_range};
 pub use status::CacheStatus;
 pub use store::{CacheConfig, CachePolicy, CacheRules, CacheService, Lookup};
 pub use stored::{CACHE_TAG, SURROGATE_KEY, Stored};
+pub use targeted::CDN_CACHE_CONTROL;
 pub use validate::{
     Conditional, evaluate_conditional, freshen, selects, strip_hop_by_hop, strong_eq, weak_eq,
 };

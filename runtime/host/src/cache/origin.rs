@@ -41,9 +41,10 @@ pub trait Origin: Clone + Send + Sync + 'static {
         request: Request<Self::Body>,
     ) -> impl Future<Output = Result<Response<WasiBody>, Self::Failure>> + Send;
 
-    /// Asks the origin in the background, with a request of its own (a
-    /// bodyless GET: a `stale-while-revalidate` refresh).
-    fn refresh(
+    /// Asks the origin with a bodyless request of the cache's own: a
+    /// `stale-while-revalidate` refresh in the background, or a
+    /// revalidation asked again without its conditionals.
+    fn ask_again(
         self,
         request: Request<()>,
     ) -> impl Future<Output = Result<Response<WasiBody>, Self::Failure>> + Send + 'static;
@@ -258,11 +259,15 @@ impl<O: Origin> CachedRequest<'_, O> {
                 status,
             ));
         }
-        let response = outcome?;
-        if ours
-            && response.status() == StatusCode::NOT_MODIFIED
-            && selects(&stored.headers, response.headers())
-        {
+        let mut response = outcome?;
+        if ours && response.status() == StatusCode::NOT_MODIFIED {
+            if !selects(&stored.headers, response.headers()) {
+                // The 304 is about another response than the stored one
+                // (§4.3.4), and the client asked no conditional: ask again
+                // without the validators, for the whole response.
+                response = self.origin.clone().ask_again(asked.request()).await?;
+                return Ok(self.store_while_streaming(response, asked, None, status));
+            }
             let fresh = stored.freshened(response.headers(), asked.at);
             let stored = self.policy.insert(&asked.key, fresh.clone());
             let status = CacheStatus {
@@ -312,6 +317,7 @@ impl<O: Origin> CachedRequest<'_, O> {
             headers: request_headers,
             key,
             at: requested_at,
+            ..
         } = asked;
         let (mut parts, body) = response.into_parts();
         status.fwd_status = Some(parts.status.as_u16());
@@ -333,6 +339,12 @@ impl<O: Origin> CachedRequest<'_, O> {
         ) {
             Err(why) => {
                 status.detail = Some(why);
+                body
+            }
+            Ok(entry) if parts.status == StatusCode::NO_CONTENT || declared == Some(0) => {
+                // hyper never polls a body it will not send: store it now.
+                status.stored = self.policy.insert(&key, entry);
+                drop(leader);
                 body
             }
             Ok(entry) => {
@@ -424,7 +436,7 @@ impl<O: Origin> CachedRequest<'_, O> {
             let _refresh = refresh;
             let request_headers = background.headers().clone();
             let requested_at = SystemTime::now();
-            let Ok(response) = origin.refresh(background).await else {
+            let Ok(response) = origin.ask_again(background).await else {
                 return;
             };
             let (parts, body) = response.into_parts();
@@ -469,6 +481,7 @@ const COLLAPSE_WAIT: Duration = Duration::from_secs(10);
 /// there.
 struct Asked {
     method: Method,
+    uri: http::Uri,
     headers: HeaderMap,
     key: Vec<u8>,
     /// When the request was sent (the response delay counts in `Age`).
@@ -479,6 +492,7 @@ impl Asked {
     fn of<B>(request: &Request<B>, key: Vec<u8>) -> Self {
         Self {
             method: request.method().clone(),
+            uri: request.uri().clone(),
             headers: request.headers().clone(),
             key,
             at: SystemTime::now(),
@@ -489,6 +503,7 @@ impl Asked {
     fn request(&self) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         request
     }

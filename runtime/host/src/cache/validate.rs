@@ -3,12 +3,12 @@
 //! by a `304 Not Modified` from the origin (RFC 9111 §3.2, §4.3.4).
 
 use super::list;
-use http::HeaderMap;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, ETAG, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    CONNECTION, CONTENT_LENGTH, DATE, ETAG, HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     IF_UNMODIFIED_SINCE, LAST_MODIFIED, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
+use http::{HeaderMap, HeaderValue};
 
 /// What a client's conditional headers make of a stored response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,18 +43,19 @@ pub fn evaluate_conditional(request: &HeaderMap, stored: &HeaderMap) -> Conditio
             Conditional::Modified
         };
     }
-    let since = request
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| httpdate::parse_http_date(value.trim()).ok());
+    let date = |headers: &HeaderMap, name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+            .and_then(super::freshness::parse_date)
+    };
+    let since = date(request, IF_MODIFIED_SINCE);
     let Some(since) = since else {
         // Absent, or an invalid date, which §13.1.3 says to ignore.
         return Conditional::Unconditional;
     };
-    let modified = stored
-        .get(LAST_MODIFIED)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| httpdate::parse_http_date(value.trim()).ok());
+    // Without Last-Modified, the stored response's Date (RFC 9111 §4.3.2).
+    let modified = date(stored, LAST_MODIFIED).or_else(|| date(stored, DATE));
     match modified {
         Some(modified) if modified <= since => Conditional::NotModified,
         _ => Conditional::Modified,
@@ -107,10 +108,22 @@ pub fn selects(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
             .and_then(|value| value.to_str().ok())
             .map(|value| value.trim().to_owned())
     };
-    match (text(fresh, ETAG), text(stored, ETAG)) {
-        (Some(new), Some(old)) => return weak_eq(&new, &old),
-        (Some(_), None) => return false,
-        _ => {}
+    // ETag is a singleton, but a response may repeat it: any value of the
+    // 304 matching any stored one selects.
+    let etags = |headers: &HeaderMap| {
+        headers
+            .get_all(ETAG)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(|value| value.trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let new = etags(fresh);
+    if !new.is_empty() {
+        let old = etags(stored);
+        return new
+            .iter()
+            .any(|new| old.iter().any(|old| weak_eq(new, old)));
     }
     match (text(fresh, LAST_MODIFIED), text(stored, LAST_MODIFIED)) {
         (Some(new), Some(old)) => new == old,

@@ -21,7 +21,7 @@ pub use backend::{
     BACKEND_SUFFIX, Backend, BackendSpec, Balance, EndpointStats, HashKey, HealthCheck,
 };
 
-use crate::cache::{CachePolicy, CachedRequest, Origin};
+use crate::cache::{CachePolicy, CachedRequest, Origin, strip_hop_by_hop};
 use crate::{RequestId, RequestMeta};
 use backend::{HealthChecker, backend_name};
 use body::UpstreamBody;
@@ -524,7 +524,10 @@ impl Origin for Outbound {
             Some(backend) => exchange.to_backend(backend, request, self.client).await,
             None => exchange.send(request).await,
         };
-        let result = result.and_then(|response| {
+        let result = result.and_then(|mut response| {
+            // Fields about the connection to the origin, not the message
+            // (RFC 9110 §7.6.1): neither the guest nor the cache keeps them.
+            strip_hop_by_hop(response.headers_mut());
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
@@ -548,7 +551,10 @@ impl Origin for Outbound {
         result
     }
 
-    async fn refresh(self, request: http::Request<()>) -> Result<http::Response<WasiBody>, Error> {
+    async fn ask_again(
+        self,
+        request: http::Request<()>,
+    ) -> Result<http::Response<WasiBody>, Error> {
         let request = request.map(|()| Empty::new().map_err(|never| match never {}).boxed_unsync());
         self.ask(request).await
     }
