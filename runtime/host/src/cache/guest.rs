@@ -39,9 +39,9 @@ pub struct CacheCtx {
 /// A key this request looked up and is the one to store.
 enum Claim {
     /// Nothing was stored: the others wait for this request's insert.
-    Miss(#[allow(dead_code, reason = "held until released")] Leader),
+    Miss(#[expect(dead_code, reason = "held until released, never read")] Leader),
     /// Stale within `stale-while-revalidate`: the others answer with it.
-    Refresh(#[allow(dead_code, reason = "held until released")] Refresh),
+    Refresh(#[expect(dead_code, reason = "held until released, never read")] Refresh),
 }
 
 impl CacheCtx {
@@ -78,12 +78,12 @@ impl CacheCtx {
     fn key(&self, url: &str, headers: &HeaderMap) -> Result<Vec<u8>, Error> {
         let uri = absolute_url(url)?;
         let https = uri.scheme_str() == Some("https");
-        let host = uri.host().unwrap_or_default().to_owned();
+        let host = uri.host().unwrap_or_default();
         Ok(self
             .policy
             .rules()
             .key
-            .primary(&self.app, https, &host, &uri, headers))
+            .primary(&self.app, https, host, &uri, headers))
     }
 }
 

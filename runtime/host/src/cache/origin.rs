@@ -259,14 +259,14 @@ impl<O: Origin> CachedRequest<'_, O> {
                 status,
             ));
         }
-        let mut response = outcome?;
+        let response = outcome?;
         if ours && response.status() == StatusCode::NOT_MODIFIED {
             if !selects(&stored.headers, response.headers()) {
                 // The 304 is about another response than the stored one
                 // (§4.3.4), and the client asked no conditional: ask again
                 // without the validators, for the whole response.
-                response = self.origin.clone().ask_again(asked.request()).await?;
-                return Ok(self.store_while_streaming(response, asked, None, status));
+                let whole = self.origin.clone().ask_again(asked.request()).await?;
+                return Ok(self.store_while_streaming(whole, asked, None, status));
             }
             let fresh = stored.freshened(response.headers(), asked.at);
             let stored = self.policy.insert(&asked.key, fresh.clone());

@@ -455,14 +455,16 @@ impl WasiHttpHooks for FetchCtx {
             cap: limits.response_body,
             in_flight: self.in_flight.clone(),
         };
-        let cache = cached.then(|| (self.cache.clone(), self.app.clone(), destination.https));
-        let id = self
-            .request
-            .map_or_else(RequestId::next, |request| request.id);
+        let cache = cached.then(|| {
+            let id = self
+                .request
+                .map_or_else(RequestId::next, |request| request.id);
+            (self.cache.clone(), self.app.clone(), destination.https, id)
+        });
         let send = async move {
             let response = match cache {
                 None => outbound.ask(request).await,
-                Some((policy, app, https)) => {
+                Some((policy, app, https, id)) => {
                     let cached = CachedRequest {
                         policy: &policy,
                         origin: outbound,
