@@ -915,9 +915,9 @@ fn fetches_to_a_cached_backend_read_through_the_cache() {
     );
 }
 
-#[test]
-fn a_plain_wasi_http_guest_chooses_per_request_with_outpost_cache() {
-    let origin = Origin::http();
+/// A node serving the plain `wasi:http` fetcher as app `f`, allowed to
+/// reach `origin`.
+fn start_fetcher(origin: &Origin) -> (Outpost, TempDir) {
     let toml = format!(
         "[outbound]\nallow_private = [\"127.0.0.0/8\"]\n\
          [apps.f]\ncomponent = {:?}\nroutes = [\"/\"]\n\
@@ -925,7 +925,13 @@ fn a_plain_wasi_http_guest_chooses_per_request_with_outpost_cache() {
         artifacts::FETCHER,
         origin.addr()
     );
-    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+    serve_config(OUTPOST.as_ref(), &toml)
+}
+
+#[test]
+fn a_plain_wasi_http_guest_chooses_per_request_with_outpost_cache() {
+    let origin = Origin::http();
+    let (node, _dir) = start_fetcher(&origin);
     let url = format!("http://{}/cacheable?max_age=60", origin.addr());
     // Three fetches in one request: the first is stored, the next two hit.
     let on = get(&node, &format!("/?n=3&cache=on&url={url}"));
@@ -945,6 +951,32 @@ fn a_plain_wasi_http_guest_chooses_per_request_with_outpost_cache() {
         "cacheable v1"
     );
     assert_eq!(origin.cacheables(), 4);
+}
+
+#[test]
+fn a_handler_fetching_one_cached_url_twice_at_once_does_not_wait_for_itself() {
+    let origin = Origin::http();
+    let (node, _dir) = start_fetcher(&origin);
+    let url = format!("http://{}/cacheable?max_age=60", origin.addr());
+    // The second fetch finds the first leading its key. Had it waited for
+    // the first, whose body moves only as the guest reads it, the guest
+    // (reading the second first) would stall for the whole collapse wait
+    // of 10 s; on its own it answers at once.
+    let started = std::time::Instant::now();
+    let both = get(&node, &format!("/?parallel=2&reverse=1&cache=on&url={url}"));
+    assert_eq!(both.text(), "ok 2");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}: the second fetch waited for the first",
+        started.elapsed()
+    );
+    assert_eq!(origin.cacheables(), 2, "each fetch asked the origin");
+    // Another request waits for nobody: the entry is stored.
+    assert_eq!(
+        get(&node, &format!("/?cache=on&url={url}")).text(),
+        "cacheable v1"
+    );
+    assert_eq!(origin.cacheables(), 2);
 }
 
 #[test]
@@ -996,6 +1028,50 @@ fn handlers_lookups_collapse_on_a_miss_and_one_of_them_refreshes() {
     // told to refresh.
     let next = call(&node, "a", "GET", &format!("/lookup?url={url}"), "");
     assert_eq!(next.header("x-should-refresh"), "true");
+}
+
+#[test]
+fn a_handler_holds_at_most_16_collapse_claims_and_64_kib_of_fields() {
+    let (node, _dir) = start_api("");
+    // Fields past 64 KiB are refused by name; just under, stored.
+    let insert = |pad: usize| {
+        let path = format!("/insert?url={PAGE}&ttl=60&pad={pad}");
+        call(&node, "a", "POST", &path, "x")
+    };
+    let refused = insert(70_000);
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(
+        refused.text().contains("(InvalidField)") && refused.text().contains("at most 65536"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(insert(60_000).status, 204);
+
+    // A request that misses 20 URLs and holds on: only its first 16
+    // misses are claims that others wait for.
+    let node = std::sync::Arc::new(node);
+    let prefix = "https://example.com/claim/";
+    let spawn_call = |path: String| {
+        let node = node.clone();
+        std::thread::spawn(move || call(&node, "a", "GET", &path, ""))
+    };
+    let holder = spawn_call(format!(
+        "/lookup?url={prefix}&n=20&hold_ms=3000&then_insert=held"
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    let within = spawn_call(format!("/lookup?url={prefix}0"));
+    let beyond = spawn_call(format!("/lookup?url={prefix}19"));
+    let beyond = beyond.join().unwrap();
+    assert_eq!(
+        beyond.status,
+        404,
+        "a miss past the 16th claims nothing: nobody waits for it ({})",
+        beyond.text()
+    );
+    let within = within.join().unwrap();
+    assert_eq!(within.status, 200, "{}", within.text());
+    assert_eq!(within.text(), "held", "a claimed miss made the other wait");
+    assert_eq!(holder.join().unwrap().text(), "missed 20 of 20\n");
 }
 
 #[test]

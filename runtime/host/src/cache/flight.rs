@@ -4,6 +4,7 @@
 //! `stale-while-revalidate` starts.
 
 use super::CachePolicy;
+use crate::RequestId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -19,8 +20,9 @@ pub(super) struct Flights {
     pub(super) guests: Claims,
 }
 
-/// Keys whose miss is being fetched, and how to wait for each.
-type Leading = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<()>>>>;
+/// Keys whose miss is being fetched: by which request, and how to wait
+/// for it.
+type Leading = Arc<Mutex<HashMap<Box<[u8]>, (Option<RequestId>, watch::Receiver<()>)>>>;
 
 /// Misses and refreshes in flight, by key.
 #[derive(Debug, Default)]
@@ -38,6 +40,11 @@ pub enum Flight {
     Lead(Leader),
     /// Another request is on its way to the origin for this key.
     Follow(Follower),
+    /// This very request is on its way to the origin for this key (a
+    /// handler fetching one URL twice at once): it asks again rather than
+    /// wait for itself, since its first answer may only move on once the
+    /// guest reads it.
+    Alone,
 }
 
 /// The request that goes to the origin for a key.
@@ -84,9 +91,10 @@ impl Drop for Refresh {
 }
 
 impl CachePolicy {
-    /// Joins the request in flight for `key`, or becomes it.
-    pub fn collapse(&self, key: &[u8]) -> Flight {
-        self.store.flights.origin.collapse(key)
+    /// Joins the request in flight for `key`, or becomes it; request
+    /// `by` never waits for itself.
+    pub fn collapse(&self, key: &[u8], by: RequestId) -> Flight {
+        self.store.flights.origin.collapse(key, Some(by))
     }
 
     /// Claims the background refresh of `key` (`stale-while-revalidate`),
@@ -98,16 +106,22 @@ impl CachePolicy {
 }
 
 impl Claims {
-    pub(super) fn collapse(&self, key: &[u8]) -> Flight {
+    /// Joins the flight for `key`, or starts it, on behalf of request
+    /// `by` (`None`: the caller keeps its own claims apart, as handlers'
+    /// lookups do).
+    pub(super) fn collapse(&self, key: &[u8], by: Option<RequestId>) -> Flight {
         let mut leading = self
             .leading
             .lock()
             .expect("the flight map is never poisoned");
-        if let Some(waiting) = leading.get(key) {
+        if let Some((leader, waiting)) = leading.get(key) {
+            if by.is_some() && *leader == by {
+                return Flight::Alone;
+            }
             return Flight::Follow(Follower(waiting.clone()));
         }
         let (done, waiting) = watch::channel(());
-        leading.insert(key.into(), waiting);
+        leading.insert(key.into(), (by, waiting));
         Flight::Lead(Leader {
             leading: self.leading.clone(),
             key: key.into(),

@@ -100,8 +100,9 @@ impl Host for CacheCtx {
             let mut waiting = None;
             let policy = self.policy.clone();
             let guests = &policy.store.flights.guests;
-            let led = self.claim(&key, || match guests.collapse(&key) {
+            let led = self.claim(&key, || match guests.collapse(&key, None) {
                 Flight::Lead(leader) => Some(Claim::Miss(leader)),
+                Flight::Alone => None,
                 Flight::Follow(follower) => {
                     waiting = Some(follower);
                     None

@@ -189,8 +189,9 @@ impl<O: Origin> CachedRequest<'_, O> {
         directives: &RequestDirectives,
         status: CacheStatus,
     ) -> Result<Response<WasiBody>, O::Failure> {
-        let leader = match self.policy.collapse(&key) {
+        let leader = match self.policy.collapse(&key, self.id) {
             Flight::Lead(leader) => Some(leader),
+            Flight::Alone => None,
             Flight::Follow(follower) => {
                 follower.wait(COLLAPSE_WAIT).await;
                 if let Lookup::Found(stored) = self.policy.lookup(&key, request.headers()) {
