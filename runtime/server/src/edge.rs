@@ -67,13 +67,19 @@ impl Edge {
         }
     }
 
-    /// The app for `request` and the request with its body ready to
-    /// stream into the guest, or the answer the node gives instead.
-    pub(crate) async fn admit(
+    /// The app for `request`, decided without waiting: the request ready
+    /// to go on ([`Admission::Admitted`]: no body, or one that streams into
+    /// the guest as it comes), its body to read first
+    /// ([`Admission::Body`], see [`read_body`](Self::read_body)), or the
+    /// answer the node gives instead. A request that needs no waiting (a
+    /// GET answered from the cache, say) is never an async state machine
+    /// of its own: hyper moves each request's future into place, and the
+    /// hit path stays a plain call.
+    pub(crate) fn admit(
         &self,
         table: &AppTable,
         request: Request<Incoming>,
-    ) -> Result<Admitted, Refusal> {
+    ) -> Result<Admission, Refusal> {
         let host = host_of(&request)?;
         // The router as of now: a deploy swapping it meanwhile does not
         // affect a request already routed.
@@ -95,24 +101,47 @@ impl Edge {
         parts.headers.remove(CACHE_CHOICE);
         let length = content_length(&parts.headers);
         if length.is_some_and(|length| length > limit) {
-            // Boxed, as `read_ahead` below: rare, and the future of every
-            // request stays small.
-            Box::pin(drain_refused(incoming, limit)).await;
-            return Err(too_large(limit));
+            return Ok(Admission::Body(BodyFirst::TooLarge { incoming, limit }));
         }
-        let mut body = RequestBody::new(incoming, self.deadline);
-        let timed_out = body.timed_out();
-        if !body.is_end_stream() && length.is_none_or(|length| length <= self.prebuffer) {
-            // Boxed: only requests with a body pay for its state, and the
-            // future of every request stays small (it is moved into place
-            // for each request).
-            Box::pin(self.read_ahead(&mut body, length, limit)).await?;
-        }
-        Ok(Admitted {
+        let body = RequestBody::new(incoming, self.deadline);
+        let body_timed_out = body.timed_out();
+        let read_ahead =
+            !body.is_end_stream() && length.is_none_or(|length| length <= self.prebuffer);
+        let admitted = Admitted {
             app,
             request: Request::from_parts(parts, body),
-            body_timed_out: timed_out,
+            body_timed_out,
+        };
+        Ok(if read_ahead {
+            Admission::Body(BodyFirst::ReadAhead {
+                admitted,
+                length,
+                limit,
+            })
+        } else {
+            Admission::Admitted(admitted)
         })
+    }
+
+    /// The body step of [`admit`](Self::admit): a body declared too large
+    /// is drained (within bounds) and refused; a small one is read whole
+    /// before any instance is taken.
+    pub(crate) async fn read_body(&self, first: BodyFirst) -> Result<Admitted, Refusal> {
+        match first {
+            BodyFirst::TooLarge { incoming, limit } => {
+                drain_refused(incoming, limit).await;
+                Err(too_large(limit))
+            }
+            BodyFirst::ReadAhead {
+                mut admitted,
+                length,
+                limit,
+            } => {
+                self.read_ahead(admitted.request.body_mut(), length, limit)
+                    .await?;
+                Ok(admitted)
+            }
+        }
     }
 
     /// Reads up to `prebuffer` bytes of the body (the whole of it, when it
@@ -192,6 +221,30 @@ impl Edge {
 }
 
 /// A request on its way to its app.
+/// What the edge decided on a request before waiting for anything.
+pub(crate) enum Admission {
+    /// Routed, and ready to go on.
+    Admitted(Admitted),
+    /// Routed; its body comes first (see [`Edge::read_body`]).
+    Body(BodyFirst),
+}
+
+/// A request whose body the edge deals with before it goes on.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request with a body, and moved straight into the future that reads it"
+)]
+pub(crate) enum BodyFirst {
+    /// Declared larger than the app accepts: drained, then refused.
+    TooLarge { incoming: Incoming, limit: u64 },
+    /// Small enough (or of unknown length) to read ahead.
+    ReadAhead {
+        admitted: Admitted,
+        length: Option<u64>,
+        limit: u64,
+    },
+}
+
 pub(crate) struct Admitted {
     pub(crate) app: App,
     pub(crate) request: Request<RequestBody>,

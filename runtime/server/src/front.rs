@@ -11,7 +11,7 @@ pub(crate) use conn::{Deadlines, Driver};
 
 use crate::cached::Handler;
 use crate::config::HttpConfig;
-use crate::edge::{self, Edge, Refusal};
+use crate::edge::{self, Admission, Admitted, BodyTimedOut, Edge, Refusal};
 use crate::table::AppTable;
 use bytes::Bytes;
 use caps::RateLimitedLog;
@@ -20,12 +20,14 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use outpost_core::{RequestId, RequestMeta, ResponseBody};
+use outpost_core::{App, Failure, RequestId, RequestMeta, ResponseBody};
 use outpost_host::cache::CachedRequest;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -133,10 +135,7 @@ pub(crate) async fn serve(
 ) {
     let handler = {
         let front = front.clone();
-        move |request, peer| {
-            let front = front.clone();
-            async move { handle(&front, request, peer).await }
-        }
+        move |request, peer| handle(&front, request, peer)
     };
     accept_loop(
         listener,
@@ -225,46 +224,107 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after a failed accept.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-async fn handle(
-    front: &Front,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<ResponseBody> {
-    let request_id = RequestId::next();
-    let admitted = match front.edge.admit(&front.table, request).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refusal_response(&refusal, request_id),
-    };
+/// A request's answer: made at once when the edge decides it without
+/// waiting (a refusal, a cache hit), else a boxed future; either way the
+/// future hyper moves into place for every request stays small.
+enum Answer {
+    Now(Option<Response<ResponseBody>>),
+    Later(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>),
+}
+
+impl Answer {
+    fn now(response: Response<ResponseBody>) -> Self {
+        Self::Now(Some(response))
+    }
+
+    fn later(answer: impl Future<Output = Response<ResponseBody>> + Send + 'static) -> Self {
+        Self::Later(Box::pin(answer))
+    }
+}
+
+impl Future for Answer {
+    type Output = Response<ResponseBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Now(response) => Poll::Ready(
+                response
+                    .take()
+                    .expect("an answer is polled until it is ready, once"),
+            ),
+            Self::Later(answer) => answer.as_mut().poll(cx),
+        }
+    }
+}
+
+/// One request through the edge phase to its app (or the cache in front
+/// of it), with a fresh request id.
+fn handle(front: &Arc<Front>, request: Request<Incoming>, peer: SocketAddr) -> Answer {
     let meta = RequestMeta {
-        id: request_id,
+        id: RequestId::next(),
         client: Some(peer),
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };
-    let policy = admitted.app.cache();
-    let outcome = if policy.rules().in_front {
-        let cached = CachedRequest {
-            policy,
-            origin: Handler {
-                app: admitted.app.clone(),
-                meta,
-            },
-            app: admitted.app.name(),
-            https: meta.https,
-            id: meta.id,
-        };
-        match cached.lookup(&admitted.request) {
-            Ok(hit) => Ok(hit),
-            Err(miss) => Box::pin(cached.ask(admitted.request, miss)).await,
+    match front.edge.admit(&front.table, request) {
+        Err(refusal) => Answer::now(refusal_response(&refusal, meta.id)),
+        Ok(Admission::Admitted(admitted)) => serve_admitted(admitted, meta),
+        Ok(Admission::Body(first)) => {
+            let front = front.clone();
+            Answer::later(async move {
+                match front.edge.read_body(first).await {
+                    Ok(admitted) => serve_admitted(admitted, meta).await,
+                    Err(refusal) => refusal_response(&refusal, meta.id),
+                }
+            })
         }
-    } else {
-        // Boxed, as the cache's misses: the handler's future is most of
-        // the request's, and hyper moves the request's future into place
-        // (a copy of 3 KiB per request, the cache's hits included, when it
-        // was inline).
-        Box::pin(admitted.app.handle(admitted.request, meta)).await
-    };
-    if admitted.body_timed_out.happened() {
+    }
+}
+
+/// An admitted request's answer: from the app's cache when it is in front
+/// and holds a usable response, else from the app's handler.
+fn serve_admitted(admitted: Admitted, meta: RequestMeta) -> Answer {
+    let Admitted {
+        app,
+        request,
+        body_timed_out,
+    } = admitted;
+    if !app.cache().rules().in_front {
+        return Answer::later(async move {
+            let outcome = app.handle(request, meta).await;
+            finish(outcome, &body_timed_out, meta.id)
+        });
+    }
+    match through_cache(&app, meta).lookup(&request) {
+        Ok(hit) => Answer::now(finish(Ok(hit), &body_timed_out, meta.id)),
+        Err(miss) => Answer::later(async move {
+            let outcome = through_cache(&app, meta).ask(request, miss).await;
+            finish(outcome, &body_timed_out, meta.id)
+        }),
+    }
+}
+
+/// `app`'s cache in front of its handler, for request `meta`.
+fn through_cache(app: &App, meta: RequestMeta) -> CachedRequest<'_, Handler> {
+    CachedRequest {
+        policy: app.cache(),
+        origin: Handler {
+            app: app.clone(),
+            meta,
+        },
+        app: app.name(),
+        https: meta.https,
+        id: meta.id,
+    }
+}
+
+/// The response to send for `outcome`, with its request id.
+fn finish(
+    outcome: Result<Response<ResponseBody>, Failure>,
+    body_timed_out: &BodyTimedOut,
+    request_id: RequestId,
+) -> Response<ResponseBody> {
+    if body_timed_out.happened() {
         return refusal_response(&edge::body_timeout(), request_id);
     }
     match outcome {
