@@ -220,7 +220,6 @@ impl Edge {
     }
 }
 
-/// A request on its way to its app.
 /// What the edge decided on a request before waiting for anything.
 pub(crate) enum Admission {
     /// Routed, and ready to go on.
@@ -245,6 +244,7 @@ pub(crate) enum BodyFirst {
     },
 }
 
+/// A request on its way to its app.
 pub(crate) struct Admitted {
     pub(crate) app: App,
     pub(crate) request: Request<RequestBody>,

@@ -102,22 +102,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `Last-Modified` must; with neither, the stored response is the one
 /// the conditional request was made for.
 pub fn selects(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
-    let text = |headers: &HeaderMap, name: HeaderName| {
+    fn text(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
         headers
             .get(name)
             .and_then(|value| value.to_str().ok())
-            .map(|value| value.trim().to_owned())
-    };
+            .map(str::trim)
+    }
     // ETag is a singleton, but a response may repeat it: any value of the
     // 304 matching any stored one selects.
-    let etags = |headers: &HeaderMap| {
+    fn etags(headers: &HeaderMap) -> Vec<&str> {
         headers
             .get_all(ETAG)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .map(|value| value.trim().to_owned())
-            .collect::<Vec<_>>()
-    };
+            .map(str::trim)
+            .collect()
+    }
     let new = etags(fresh);
     if !new.is_empty() {
         let old = etags(stored);
