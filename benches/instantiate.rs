@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use outpost_core::{AppSpec, Limits, RequestMeta, Runtime, RuntimeConfig};
 use outpost_host::Services;
-use outpost_host::cache::CacheConfig;
+use outpost_host::cache::{CacheConfig, CacheRules};
 use outpost_host::fetch::FetchConfig;
+use outpost_host::ratelimit::RateLimitConfig;
 use std::time::{Duration, Instant};
 
 const WARMUP: usize = 2_000;
@@ -30,8 +31,12 @@ fn main() {
         arg("--component").unwrap_or_else(|| outpost_tests::artifacts::HELLO.to_owned());
 
     let cache = tempfile_dir();
-    let services =
-        Services::new(&FetchConfig::default(), &CacheConfig::default()).expect("services start");
+    let services = Services::new(
+        &FetchConfig::default(),
+        &CacheConfig::default(),
+        &RateLimitConfig::default(),
+    )
+    .expect("services start");
     let runtime =
         Runtime::new(RuntimeConfig::new(cache.clone()), services).expect("runtime starts");
     let (app, _) = runtime
@@ -41,7 +46,9 @@ fn main() {
             limits: Limits::default(),
             outbound: Vec::new(),
             backends: Vec::new(),
-            cache: None,
+            cache: CacheRules::default(),
+            rate_limits: Vec::new(),
+            edge: Vec::new(),
         })
         .expect("hello loads");
 

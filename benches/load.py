@@ -10,12 +10,15 @@ examples/cache-proxy component with `[cache] enabled = true`, whose hits are
 answered before any instance exists), Varnish and nginx `proxy_cache`, next
 to native-hello answering the same 1 KiB itself; and the revalidation path
 (`max-age=0` with an ETag: every request revalidated with the origin, which
-answers 304) on Outpost and nginx (`proxy_cache_revalidate on`).
+answers 304) on Outpost and nginx (`proxy_cache_revalidate on`); then the
+limit scenario: every request refused with 429 by an `[[edge]]` rate limit
+before any instance exists, against native-hello answering 200 itself.
 
     python3 benches/load.py                 # full run (about 12 minutes)
     python3 benches/load.py --duration 5 --runs 1 --connections 64
     python3 benches/load.py --scenarios proxy --runs 1
     python3 benches/load.py --scenarios cache --runs 3
+    python3 benches/load.py --scenarios limit --runs 3 --servers native,outpost
 
 Each server runs pinned to CPU 0, the load generator to CPU 1. HTTP/1.1 load
 comes from wrk (1, 64 and 256 connections), HTTP/2 (h2c prior knowledge) from
@@ -327,6 +330,58 @@ def print_cache(results, args):
                           f"(p99 {o['p99']:.0f} vs {rows[name]['p99']:.0f} µs)")
 
 
+def outpost_limited(args, port, hello, release, cache):
+    """Outpost serving the hello component behind an `[[edge]]` rate limit
+    of one request a day: the readiness probe takes it, wrk gets 429s."""
+    config = ROOT / "target" / "bench-limit-node.toml"
+    config.write_text(f"""[apps.hello]
+component = "{hello}"
+routes = ["/"]
+[apps.hello.rate_limits.all]
+requests = 1
+period_s = 86400
+burst = 1
+[[apps.hello.edge]]
+path = "/"
+rate_limit = "all"
+""")
+    return Server("outpost", [args.outpost_bin or release / "outpost", "serve", "--config", config,
+                              "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
+                              *args.outpost_args.split()], port, env={"RUST_LOG": "warn"})
+
+
+def limit_scenario(args, servers, hello, release, cache):
+    """Declarative 429s on Outpost against native-hello's 200s."""
+    results = {}
+    for name in ("native", "outpost"):
+        if name not in servers:
+            continue
+        port = free_port()
+        if name == "native":
+            server = Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}"], port)
+        else:
+            server = outpost_limited(args, port, hello, release, cache)
+        try:
+            time.sleep(1)
+            runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
+            results[name] = {k: median(runs, k) for k in ("rps", "p50", "p99", "p999", "errors", "rss")}
+        finally:
+            server.stop()
+    return results
+
+
+def print_limit(results, args):
+    print()
+    print(f"limit: every request refused (429) by an [[edge]] rate limit; native answers 200, "
+          f"wrk 64 connections, {args.duration}s x {args.runs} runs (medians)")
+    print(f"{'server':<9}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'non-2xx':>9}")
+    for name, r in results.items():
+        print(f"{name:<9}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>9.0f}")
+    if "outpost" in results and "native" in results:
+        o, n = results["outpost"], results["native"]
+        print(f"Outpost 429 / native 200 {o['rps'] / n['rps']:.2f}x req/s (p99 {o['p99']:.0f} vs {n['p99']:.0f} µs)")
+
+
 def origin_count(origin, what):
     """The origin's count of `what`: "accepted" connections or answered
     "requests"."""
@@ -409,8 +464,8 @@ def main():
     parser.add_argument("--connections", default="1,64,256", help="wrk connection counts (default 1,64,256)")
     parser.add_argument("--servers", default="native,outpost,serve,nginx,varnish",
                         help="which servers (default all; nginx only proxies and caches, varnish only caches)")
-    parser.add_argument("--scenarios", default="hello,proxy,cache",
-                        help="any of hello, proxy, cache (default all)")
+    parser.add_argument("--scenarios", default="hello,proxy,cache,limit",
+                        help="any of hello, proxy, cache, limit (default all)")
     parser.add_argument("--outpost-args", default="", help="extra `outpost serve` flags, e.g. --workers 1")
     parser.add_argument("--outpost-bin", type=Path, help="another outpost binary, to compare builds")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -459,6 +514,7 @@ def main():
 
     proxy = proxy_scenario(args, servers, wasmtime, fetcher, release, cache) if "proxy" in scenarios else {}
     cached = cache_scenario(args, servers, proxy_wasm, release, cache) if "cache" in scenarios else {}
+    limited = limit_scenario(args, servers, hello, release, cache) if "limit" in scenarios else {}
 
     print()
     print(f"hello component, server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, "
@@ -495,8 +551,11 @@ def main():
         print_proxy(proxy, args)
     if cached:
         print_cache(cached, args)
+    if limited:
+        print_limit(limited, args)
     if args.json:
-        args.json.write_text(json.dumps({"hello": results, "proxy": proxy, "cache": cached}, indent=2))
+        args.json.write_text(json.dumps({"hello": results, "proxy": proxy, "cache": cached,
+                                         "limit": limited}, indent=2))
 
 
 if __name__ == "__main__":

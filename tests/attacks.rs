@@ -52,13 +52,7 @@ fn get(node: &Outpost, path: &str) -> outpost_tests::Reply {
 
 /// The node's `/v1/stats`.
 fn stats(node: &Outpost) -> serde_json::Value {
-    let request = http::Request::get(node.admin_url("/v1/stats"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::default())
-        .unwrap();
-    let reply = block_on(HttpClient::http1().send(request)).unwrap();
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
+    node.admin_stats(TOKEN)
 }
 
 /// `count` connections from 127.0.0.`first`.. (spread `per_ip` to an

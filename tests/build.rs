@@ -32,6 +32,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "fetcher",
             "cache-origin",
             "cache-api",
+            "ratelimit-api",
         ],
     ),
 ];

@@ -29,14 +29,7 @@ const TOKEN: &str = "op_cache_test_token";
 const PURGE_TOKEN: &str = "op_cache_purge_token";
 
 fn request(node: &Outpost, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut builder = http::Request::builder().method(method).uri(node.url(path));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+    node.request(method, path, headers)
 }
 
 fn get(node: &Outpost, path: &str) -> Reply {
@@ -45,14 +38,7 @@ fn get(node: &Outpost, path: &str) -> Reply {
 
 /// App `c`'s entry in `/v1/stats`.
 fn app_stats(node: &Outpost) -> serde_json::Value {
-    let request = http::Request::builder()
-        .uri(node.admin_url("/v1/stats"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let reply = block_on(HttpClient::http1().send(request)).expect("stats answer");
-    let stats: serde_json::Value = serde_json::from_slice(&reply.body).expect("stats are JSON");
-    stats["apps"][0].clone()
+    node.admin_stats(TOKEN)["apps"][0].clone()
 }
 
 /// Requests the app's handler has served (instances run).

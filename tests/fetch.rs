@@ -376,13 +376,7 @@ fn admin_section() -> String {
 }
 
 fn stats(node: &Outpost) -> serde_json::Value {
-    let request = http::Request::get(node.admin_url("/v1/stats"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::default())
-        .unwrap();
-    let reply = block_on(HttpClient::http1().send(request)).unwrap();
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
+    node.admin_stats(TOKEN)
 }
 
 /// The states of backend `users`' endpoints, from `/v1/stats`.

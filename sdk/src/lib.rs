@@ -17,12 +17,14 @@
 //! The request body is read completely before the handler runs (the host
 //! bounds its size), and the response body is written after it returns.
 //! [`fetch`] sends requests to origins and named backends; [`cache`] looks
-//! up, stores and purges responses in the app's edge cache.
+//! up, stores and purges responses in the app's edge cache; [`ratelimit`]
+//! counts requests against the app's rate-limit policies.
 #![deny(missing_docs)]
 
 pub mod cache;
 mod error;
 pub mod fetch;
+pub mod ratelimit;
 mod request;
 mod response;
 mod wasi;

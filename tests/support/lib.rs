@@ -111,6 +111,27 @@ impl Outpost {
         )
     }
 
+    /// `METHOD path` with `headers` and no body, over HTTP/1.1.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut builder = http::Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::default()).expect("a valid request");
+        block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+    }
+
+    /// The admin API's `/v1/stats`, read with bearer `token`.
+    pub fn admin_stats(&self, token: &str) -> serde_json::Value {
+        let request = http::Request::get(self.admin_url("/v1/stats"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .expect("a valid request");
+        let reply = block_on(HttpClient::http1().send(request)).expect("a stats answer");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        serde_json::from_slice(&reply.body).expect("stats are JSON")
+    }
+
     /// Everything the process printed on stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()

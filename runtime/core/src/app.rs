@@ -9,8 +9,10 @@ use bytes::Bytes;
 use http_body::Body;
 use outpost_host::bindings::HandlerPre;
 use outpost_host::cache::{CacheCtx, CachePolicy};
+use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
+use outpost_host::ratelimit::{RateLimitCtx, RateLimitPolicy};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,6 +69,10 @@ struct AppInner {
     fetch: (Arc<FetchService>, Arc<FetchPolicy>),
     /// Its edge cache, shared by its requests.
     cache: Arc<CachePolicy>,
+    /// Its rate-limit policies, shared by its requests.
+    rate_limits: Arc<RateLimitPolicy>,
+    /// Its `[[edge]]` rules.
+    edge: EdgeRules,
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -81,6 +87,14 @@ struct AppInner {
     heavy: AtomicBool,
 }
 
+/// An app's view of the node's host services, resolved when it is loaded.
+pub(crate) struct AppServices {
+    pub(crate) fetch: (Arc<FetchService>, Arc<FetchPolicy>),
+    pub(crate) cache: Arc<CachePolicy>,
+    pub(crate) rate_limits: Arc<RateLimitPolicy>,
+    pub(crate) edge: EdgeRules,
+}
+
 /// Warm instances kept per app: one per busy worker thread of a small node.
 /// More would hold pool slots and resident memory for little gain.
 const WARM_PER_APP: usize = 2;
@@ -92,11 +106,16 @@ impl App {
         name: &str,
         code: Result<HandlerPre<RequestState>, Loader>,
         limits: Limits,
-        fetch: (Arc<FetchService>, Arc<FetchPolicy>),
-        cache: Arc<CachePolicy>,
+        services: AppServices,
         pool: InstancePool,
         tail: Tail,
     ) -> Self {
+        let AppServices {
+            fetch,
+            cache,
+            rate_limits,
+            edge,
+        } = services;
         let (pre, loader) = match code {
             Ok(pre) => (OnceLock::from(pre), None),
             Err(loader) => (OnceLock::new(), Some(loader)),
@@ -110,6 +129,8 @@ impl App {
                 limits,
                 fetch,
                 cache,
+                rate_limits,
+                edge,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -138,6 +159,16 @@ impl App {
     /// `rules().in_front`).
     pub fn cache(&self) -> &CachePolicy {
         &self.inner.cache
+    }
+
+    /// The app's rate-limit policies.
+    pub fn rate_limits(&self) -> &RateLimitPolicy {
+        &self.inner.rate_limits
+    }
+
+    /// The app's `[[edge]]` rules, checked before any instance exists.
+    pub fn edge_rules(&self) -> &EdgeRules {
+        &self.inner.edge
     }
 
     /// Requests served and failed by this app (this version of it).
@@ -437,6 +468,7 @@ impl AppInner {
                 self.name.clone(),
             ),
             CacheCtx::new(self.cache.clone(), self.name.clone()),
+            RateLimitCtx::new(self.rate_limits.clone()),
         );
         let pre = self
             .pre

@@ -1,4 +1,4 @@
-use crate::app::App;
+use crate::app::{App, AppServices};
 use crate::instance::InstancePool;
 use crate::limits::{
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT,
@@ -10,7 +10,9 @@ use crate::{Limits, LoadError};
 use outpost_host::Services;
 use outpost_host::bindings::HandlerPre;
 use outpost_host::cache::{CacheCtx, CacheRules};
+use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
+use outpost_host::ratelimit::{RateLimitCtx, RateLimitSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +83,10 @@ pub struct AppSpec {
     pub backends: Vec<BackendSpec>,
     /// Its edge cache (`[cache]`).
     pub cache: CacheRules,
+    /// Its rate-limit policies (`[rate_limits.NAME]`).
+    pub rate_limits: Vec<RateLimitSpec>,
+    /// Its `[[edge]]` rules.
+    pub edge: Vec<EdgeRuleSpec>,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -157,6 +163,17 @@ impl Runtime {
         );
 
         let cache = Arc::new(self.services.cache.policy(&spec.name, spec.cache.clone()));
+        let rate_limits = Arc::new(
+            self.services
+                .rate_limits
+                .policy(&spec.name, &spec.rate_limits),
+        );
+        let services = AppServices {
+            fetch,
+            cache,
+            edge: EdgeRules::resolve(&spec.edge, &rate_limits),
+            rate_limits,
+        };
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
             let shared = self.shared.clone();
@@ -167,7 +184,7 @@ impl Runtime {
                     .load_artifact(&shared.engine, &path, &artifact)?;
                 shared.link(&path, &component)
             });
-            let app = App::new(&spec.name, Err(loader), limits, fetch, cache, pool, tail);
+            let app = App::new(&spec.name, Err(loader), limits, services, pool, tail);
             return Ok((app, Provenance::Deferred));
         }
         let (component, provenance) =
@@ -176,7 +193,7 @@ impl Runtime {
                 .load(&self.shared.engine, path, &bytes, &artifact)?;
         let pre = self.shared.link(path, &component)?;
         Ok((
-            App::new(&spec.name, Ok(pre), limits, fetch, cache, pool, tail),
+            App::new(&spec.name, Ok(pre), limits, services, pool, tail),
             provenance,
         ))
     }
@@ -245,6 +262,11 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
         .and_then(|()| {
             edge::cache::add_to_linker::<_, HasSelf<CacheCtx>>(linker, |state| &mut state.cache)
+        })
+        .and_then(|()| {
+            edge::ratelimit::add_to_linker::<_, HasSelf<RateLimitCtx>>(linker, |state| {
+                &mut state.rate_limits
+            })
         })
         .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
 }

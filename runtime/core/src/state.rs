@@ -2,7 +2,7 @@
 //! resource table, the memory limiter and the CPU meter, the bounds on what
 //! a guest can make the host allocate, and the request's view of each host
 //! service (outbound fetch is wasi:http's hooks; the cache is
-//! `outpost:edge/cache`).
+//! `outpost:edge/cache`, rate limits `outpost:edge/ratelimit`).
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestOutput};
@@ -10,6 +10,7 @@ use crate::limits::MemoryLimiter;
 use crate::tail::Tail;
 use outpost_host::cache::CacheCtx;
 use outpost_host::fetch::FetchCtx;
+use outpost_host::ratelimit::RateLimitCtx;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
@@ -37,6 +38,7 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     pub(crate) fetch: FetchCtx,
     pub(crate) cache: CacheCtx,
+    pub(crate) rate_limits: RateLimitCtx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_budget: Duration,
@@ -51,6 +53,7 @@ impl RequestState {
         cpu_budget: Duration,
         fetch: FetchCtx,
         cache: CacheCtx,
+        rate_limits: RateLimitCtx,
     ) -> Self {
         let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
@@ -83,6 +86,7 @@ impl RequestState {
             table,
             fetch,
             cache,
+            rate_limits,
             memory: MemoryLimiter::new(memory),
             cpu: Arc::new(CpuMeter::default()),
             cpu_budget,

@@ -4,7 +4,7 @@
 //! service built once at start from node.toml, a per-app policy resolved
 //! when the app is loaded (never parsed on the request path), and a
 //! per-request context in the Store. Upstream fetch ([`fetch`]) is the
-//! first; the cache, rate limits, JWT and KV follow its shape.
+//! first; the cache and rate limits follow its shape, as JWT and KV will.
 //!
 //! The crate sits below `outpost-core`: core puts the contexts in each
 //! request's Store, the server builds the services and the edge phase uses
@@ -12,9 +12,11 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod edge_rules;
 mod escape;
 pub mod fetch;
 mod meta;
+pub mod ratelimit;
 mod request_id;
 
 pub use escape::{hex, printable, printable_capped};
@@ -30,14 +32,21 @@ pub struct Services {
     pub fetch: Arc<fetch::FetchService>,
     /// The edge cache.
     pub cache: Arc<cache::CacheService>,
+    /// Rate limiting.
+    pub rate_limits: Arc<ratelimit::RateLimitService>,
 }
 
 impl Services {
     /// Services as `config` sets them up.
-    pub fn new(fetch: &fetch::FetchConfig, cache: &cache::CacheConfig) -> Result<Self, String> {
+    pub fn new(
+        fetch: &fetch::FetchConfig,
+        cache: &cache::CacheConfig,
+        rate_limits: &ratelimit::RateLimitConfig,
+    ) -> Result<Self, String> {
         Ok(Self {
             fetch: Arc::new(fetch::FetchService::new(fetch)?),
             cache: Arc::new(cache::CacheService::new(cache)),
+            rate_limits: Arc::new(ratelimit::RateLimitService::new(rate_limits)),
         })
     }
 }

@@ -343,6 +343,17 @@ impl Admin {
                     "requests": stats.requests(),
                     "failures": stats.failures(),
                     "backends": backends,
+                    "rate_limits": served.app.rate_limits().iter().map(|limiter| {
+                        let stats = limiter.stats();
+                        json!({
+                            "name": stats.name,
+                            "mode": stats.mode,
+                            "allowed": stats.allowed,
+                            "limited": stats.limited,
+                            "shadow_limited": stats.shadow_limited,
+                            "keys": stats.keys,
+                        })
+                    }).collect::<Vec<_>>(),
                     "cache": {
                         "in_front": served.app.cache().rules().in_front,
                         "entries": served.app.cache().entries(),

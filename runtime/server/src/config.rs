@@ -6,6 +6,7 @@ use crate::router::Route;
 use outpost_core::{AppSpec, Limits, RuntimeConfig};
 use outpost_host::cache::{CacheConfig, CacheRules};
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
+use outpost_host::ratelimit::RateLimitConfig;
 use outpost_store::AppName;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -28,6 +29,8 @@ pub struct NodeConfig {
     pub outbound: FetchConfig,
     /// The edge cache's node-wide budget.
     pub cache: CacheConfig,
+    /// Rate limiting's node-wide bounds.
+    pub rate_limit: RateLimitConfig,
     /// Settings of the process-wide runtime.
     pub runtime: RuntimeConfig,
     /// The most an app may ask for: a manifest above one is refused.
@@ -211,6 +214,7 @@ impl NodeConfig {
             http: HttpConfig::default(),
             outbound: FetchConfig::default(),
             cache: CacheConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
                 component,
@@ -221,6 +225,8 @@ impl NodeConfig {
                     outbound: Vec::new(),
                     backends: Vec::new(),
                     cache: CacheRules::default(),
+                    rate_limits: Vec::new(),
+                    edge: Vec::new(),
                 },
             }],
             maxima,
@@ -325,6 +331,12 @@ impl NodeConfig {
         {
             cache.memory = mib.saturating_mul(1 << 20);
         }
+        let mut rate_limit = RateLimitConfig::default();
+        if let Some(raw_rate_limit) = &raw.rate_limit
+            && let Some(max) = positive(&raw_rate_limit.max_keys, "rate_limit.max_keys", &at)?
+        {
+            rate_limit.max_keys = usize::try_from(max).unwrap_or(usize::MAX);
+        }
         let http = raw
             .http
             .map(|http| http.validate(&at))
@@ -390,14 +402,7 @@ impl NodeConfig {
             let sections = app.sections(&prefix, &maxima, &at, || path.to_owned())?;
             apps.push(AppConfig {
                 component: component_path,
-                manifest: AppManifest {
-                    name: checked,
-                    routes: sections.routes,
-                    limits: sections.limits,
-                    outbound: sections.outbound,
-                    backends: sections.backends,
-                    cache: sections.cache,
-                },
+                manifest: sections.named(checked),
             });
         }
         check_duplicate_routes(path, &apps)?;
@@ -406,6 +411,7 @@ impl NodeConfig {
             http,
             outbound,
             cache,
+            rate_limit,
             runtime,
             maxima,
             apps,
@@ -460,13 +466,13 @@ pub(crate) fn line_of(source: &str, offset: usize) -> usize {
 }
 
 /// The value of an optional key that must be at least 1.
-fn positive(
-    value: &Option<Spanned<u64>>,
+pub(crate) fn positive<T: Copy + Default + PartialEq>(
+    value: &Option<Spanned<T>>,
     key: &str,
     at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
-) -> Result<Option<u64>, ConfigError> {
+) -> Result<Option<T>, ConfigError> {
     match value {
-        Some(value) if *value.get_ref() == 0 => {
+        Some(value) if *value.get_ref() == T::default() => {
             Err(at(value.span(), key.into(), "must be at least 1".into()))
         }
         Some(value) => Ok(Some(*value.get_ref())),
@@ -498,6 +504,7 @@ struct RawNode {
     http: Option<RawHttp>,
     outbound: Option<RawOutbound>,
     cache: Option<RawNodeCache>,
+    rate_limit: Option<RawNodeRateLimit>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
     lazy_load: bool,
@@ -512,6 +519,14 @@ struct RawNode {
 struct RawNodeCache {
     /// Bytes all apps' stored responses may take together, in MiB.
     memory_mib: Option<Spanned<u64>>,
+}
+
+/// `[rate_limit]`: bounds of every app's rate limiting.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeRateLimit {
+    /// Keys one policy tracks at most.
+    max_keys: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -6,19 +6,22 @@
 //! of the app's instances while it arrives (bounded by the deadline, the
 //! app's wall-clock limit and its instance cap).
 //!
-//! Later edge features (JWT, rate limits, cache hits) answer here too.
+//! The app's `[[edge]]` rules (rate limits; JWT to come) are checked here,
+//! right after routing, and a cache hit is answered from here too.
 
 use crate::config::HttpConfig;
 use crate::table::AppTable;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
-use http::{Request, StatusCode, Version};
+use http::{HeaderMap, Request, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use outpost_core::{App, BodyError};
+use outpost_host::edge_rules::EdgeVerdict;
 use outpost_host::fetch::CACHE_CHOICE;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,15 +38,19 @@ pub(crate) struct Refusal {
     pub(crate) retry_after: Option<u32>,
     /// The connection cannot carry another request (the body was not read).
     pub(crate) close: bool,
+    /// Fields describing the refusal (`RateLimit`, `RateLimit-Policy`);
+    /// boxed, as refusals are returned by value on the hot path.
+    pub(crate) fields: Option<Box<HeaderMap>>,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
             status,
             reason: reason.into(),
             retry_after: None,
             close: false,
+            fields: None,
         }
     }
 }
@@ -79,6 +86,7 @@ impl Edge {
         &self,
         table: &AppTable,
         request: Request<Incoming>,
+        client: Option<SocketAddr>,
     ) -> Result<Admission, Refusal> {
         let host = host_of(&request)?;
         // The router as of now: a deploy swapping it meanwhile does not
@@ -92,6 +100,30 @@ impl Edge {
                 StatusCode::NOT_FOUND,
                 "no app is routed for this host and path",
             ));
+        };
+        let rules = app.edge_rules();
+        let fields = if rules.is_empty() {
+            None
+        } else {
+            let (method, path) = (request.method(), request.uri().path());
+            match rules.check(method, path, request.headers(), client) {
+                EdgeVerdict::Pass(fields) => fields.map(Box::new),
+                EdgeVerdict::Limited {
+                    policy,
+                    retry_after,
+                    fields,
+                } => {
+                    let mut refusal = Refusal::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "too many requests (rate limit {policy:?}); retry in {retry_after} s"
+                        ),
+                    );
+                    refusal.retry_after = Some(u32::try_from(retry_after).unwrap_or(u32::MAX));
+                    refusal.fields = Some(Box::new(fields));
+                    return Err(refusal);
+                }
+            }
         };
         let limit = app.limits().request_body;
         let (mut parts, incoming) = request.into_parts();
@@ -111,6 +143,7 @@ impl Edge {
             app,
             request: Request::from_parts(parts, body),
             body_timed_out,
+            fields,
         };
         Ok(if read_ahead {
             Admission::Body(BodyFirst::ReadAhead {
@@ -250,6 +283,9 @@ pub(crate) struct Admitted {
     pub(crate) request: Request<RequestBody>,
     /// Set if the client misses the body deadline while the guest reads.
     pub(crate) body_timed_out: BodyTimedOut,
+    /// Fields the edge adds to the response (`RateLimit`); boxed, so a
+    /// request without them carries a pointer, not a map.
+    pub(crate) fields: Option<Box<HeaderMap>>,
 }
 
 /// Whether a request's body missed its deadline. The guest sees a read

@@ -16,7 +16,7 @@ use crate::table::AppTable;
 use bytes::Bytes;
 use caps::RateLimitedLog;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -266,7 +266,7 @@ fn handle(front: &Arc<Front>, request: Request<Incoming>, peer: SocketAddr) -> A
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };
-    match front.edge.admit(&front.table, request) {
+    match front.edge.admit(&front.table, request, meta.client) {
         Err(refusal) => Answer::now(refusal_response(&refusal, meta.id)),
         Ok(Admission::Admitted(admitted)) => serve_admitted(admitted, meta),
         Ok(Admission::Body(first)) => {
@@ -288,18 +288,24 @@ fn serve_admitted(admitted: Admitted, meta: RequestMeta) -> Answer {
         app,
         request,
         body_timed_out,
+        fields,
     } = admitted;
+    let finished = Finished {
+        body_timed_out,
+        fields,
+        id: meta.id,
+    };
     if !app.cache().rules().in_front {
         return Answer::later(async move {
             let outcome = app.handle(request, meta).await;
-            finish(outcome, &body_timed_out, meta.id)
+            finished.response(outcome)
         });
     }
     match through_cache(&app, meta).lookup(&request) {
-        Ok(hit) => Answer::now(finish(Ok(hit), &body_timed_out, meta.id)),
+        Ok(hit) => Answer::now(finished.response(Ok(hit))),
         Err(miss) => Answer::later(async move {
             let outcome = through_cache(&app, meta).ask(request, miss).await;
-            finish(outcome, &body_timed_out, meta.id)
+            finished.response(outcome)
         }),
     }
 }
@@ -318,31 +324,52 @@ fn through_cache(app: &App, meta: RequestMeta) -> CachedRequest<'_, Handler> {
     }
 }
 
-/// The response to send for `outcome`, with its request id.
-fn finish(
-    outcome: Result<Response<ResponseBody>, Failure>,
-    body_timed_out: &BodyTimedOut,
-    request_id: RequestId,
-) -> Response<ResponseBody> {
-    if body_timed_out.happened() {
-        return refusal_response(&edge::body_timeout(), request_id);
-    }
-    match outcome {
-        Ok(mut response) => {
-            response
-                .headers_mut()
-                .insert(X_REQUEST_ID, header_value(request_id));
-            response
+/// What the edge knows about a request when its app's answer comes.
+struct Finished {
+    body_timed_out: BodyTimedOut,
+    /// Fields the edge adds (`RateLimit`).
+    fields: Option<Box<HeaderMap>>,
+    id: RequestId,
+}
+
+impl Finished {
+    /// The response to send for `outcome`, with the request id and the
+    /// edge's fields.
+    fn response(self, outcome: Result<Response<ResponseBody>, Failure>) -> Response<ResponseBody> {
+        if self.body_timed_out.happened() {
+            return refusal_response(&edge::body_timeout(), self.id);
         }
-        Err(failure) => refusal_response(
-            &Refusal {
-                status: failure.status(),
-                reason: failure.public_reason(),
-                retry_after: failure.retry_after(),
-                close: false,
-            },
-            request_id,
-        ),
+        let mut response = match outcome {
+            Ok(mut response) => {
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID, header_value(self.id));
+                response
+            }
+            Err(failure) => {
+                let mut refusal = Refusal::new(failure.status(), failure.public_reason());
+                refusal.retry_after = failure.retry_after();
+                refusal_response(&refusal, self.id)
+            }
+        };
+        if let Some(fields) = self.fields {
+            add_fields(response.headers_mut(), *fields);
+        }
+        response
+    }
+}
+
+/// Appends `fields` to `headers` (a `HeaderMap`'s own `extend` replaces
+/// a name's values instead of adding to them).
+fn add_fields(headers: &mut HeaderMap, fields: HeaderMap) {
+    let mut name = None;
+    for (next, value) in fields {
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            headers.append(name, value);
+        }
     }
 }
 
@@ -365,6 +392,9 @@ fn refusal_response(refusal: &Refusal, request_id: RequestId) -> Response<Respon
     headers.insert(X_REQUEST_ID, header_value(request_id));
     if let Some(seconds) = refusal.retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(fields) = &refusal.fields {
+        add_fields(headers, HeaderMap::clone(fields));
     }
     if refusal.close {
         // HTTP/1.1: the request body was not read to its end, so the

@@ -16,13 +16,15 @@
 //! read by the same code ([`RawApp`]), so operators and handler authors
 //! write the same keys.
 
-use crate::config::{ConfigError, RawLimits, line_of};
+use crate::config::{ConfigError, RawLimits, line_of, positive};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits};
 use outpost_host::cache::{CacheRules, KeyRules};
+use outpost_host::edge_rules::EdgeRuleSpec;
 use outpost_host::fetch::{
     BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
 };
+use outpost_host::ratelimit::{KeySource, Mode, RateLimitSpec};
 use outpost_store::AppName;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -52,10 +54,15 @@ pub struct AppManifest {
     pub backends: Vec<BackendSpec>,
     /// Its edge cache (`[cache]`).
     pub cache: CacheRules,
+    /// Its rate-limit policies (`[rate_limits.NAME]`).
+    pub rate_limits: Vec<RateLimitSpec>,
+    /// Its `[[edge]]` rules.
+    pub edge: Vec<EdgeRuleSpec>,
 }
 
 /// The keys a manifest names in parse errors.
-const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], [limits] cpu_ms, wall_ms, memory_mib, \
+const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], \
+     [rate_limits.NAME] requests, period_s, burst, key, mode, [[edge]] path, methods, rate_limit, [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -131,15 +138,7 @@ impl AppManifest {
                 "is for apps in node.toml; `outpost build` makes a project's component".into(),
             ));
         }
-        let sections = raw.sections("", maxima, &at, file)?;
-        Ok(Self {
-            name: checked,
-            routes: sections.routes,
-            limits: sections.limits,
-            outbound: sections.outbound,
-            backends: sections.backends,
-            cache: sections.cache,
-        })
+        Ok(raw.sections("", maxima, &at, file)?.named(checked))
     }
 
     /// What the runtime loads for this app, with `component` as its code.
@@ -151,6 +150,8 @@ impl AppManifest {
             outbound: self.outbound.clone(),
             backends: self.backends.clone(),
             cache: self.cache.clone(),
+            rate_limits: self.rate_limits.clone(),
+            edge: self.edge.clone(),
         }
     }
 }
@@ -172,6 +173,10 @@ pub(crate) struct RawApp {
     #[serde(default)]
     backends: BTreeMap<String, RawBackend>,
     cache: Option<RawCache>,
+    #[serde(default)]
+    rate_limits: BTreeMap<String, RawRateLimit>,
+    #[serde(default)]
+    edge: Vec<RawEdgeRule>,
 }
 
 /// The validated sections every app has.
@@ -181,6 +186,24 @@ pub(crate) struct AppSections {
     pub(crate) outbound: Vec<OutboundRule>,
     pub(crate) backends: Vec<BackendSpec>,
     pub(crate) cache: CacheRules,
+    pub(crate) rate_limits: Vec<RateLimitSpec>,
+    pub(crate) edge: Vec<EdgeRuleSpec>,
+}
+
+impl AppSections {
+    /// The manifest of app `name` with these sections.
+    pub(crate) fn named(self, name: AppName) -> AppManifest {
+        AppManifest {
+            name,
+            routes: self.routes,
+            limits: self.limits,
+            outbound: self.outbound,
+            backends: self.backends,
+            cache: self.cache,
+            rate_limits: self.rate_limits,
+            edge: self.edge,
+        }
+    }
 }
 
 impl RawApp {
@@ -237,12 +260,43 @@ impl RawApp {
             Some(cache) => cache.validate(&key("cache"), at)?,
             None => CacheRules::default(),
         };
+        if self.rate_limits.len() > MAX_RATE_LIMITS {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("rate_limits")),
+                message: format!("at most {MAX_RATE_LIMITS} rate-limit policies per app"),
+            });
+        }
+        let mut rate_limits = Vec::with_capacity(self.rate_limits.len());
+        for (name, policy) in self.rate_limits {
+            rate_limits.push(policy.validate(
+                &name,
+                &key(&format!("rate_limits.{name}")),
+                at,
+                &file,
+            )?);
+        }
+        if self.edge.len() > MAX_EDGE_RULES {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("edge")),
+                message: format!("at most {MAX_EDGE_RULES} [[edge]] rules per app"),
+            });
+        }
+        let mut edge = Vec::with_capacity(self.edge.len());
+        for rule in self.edge {
+            edge.push(rule.validate(&key("edge"), &rate_limits, at, &file)?);
+        }
         Ok(AppSections {
             routes,
             limits,
             outbound,
             backends,
             cache,
+            rate_limits,
+            edge,
         })
     }
 }
@@ -344,6 +398,177 @@ impl RawCache {
             };
         }
         Ok(rules)
+    }
+}
+
+/// The most rate-limit policies and `[[edge]]` rules one app may declare:
+/// every request the rules match is checked against each.
+const MAX_RATE_LIMITS: usize = 32;
+const MAX_EDGE_RULES: usize = 64;
+
+/// `[rate_limits.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests: Option<Spanned<u32>>,
+    period_s: Option<Spanned<u64>>,
+    burst: Option<Spanned<u32>>,
+    key: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+}
+
+/// The longest period a policy may count over: a day.
+const MAX_PERIOD_S: u64 = 86_400;
+
+impl RawRateLimit {
+    fn validate(
+        self,
+        name: &str,
+        key: &str,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+        file: impl Fn() -> PathBuf,
+    ) -> Result<RateLimitSpec, ConfigError> {
+        let whole = |message: String| ConfigError {
+            file: file(),
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(whole(format!(
+                "{name:?} is not a policy name: lowercase letters, digits, - and _ (at most 64)"
+            )));
+        }
+        let Some(requests) = positive(&self.requests, &format!("{key}.requests"), at)? else {
+            return Err(whole(
+                "requests: missing; e.g. requests = 100 (per period_s)".into(),
+            ));
+        };
+        let period_s = match &self.period_s {
+            None => return Err(whole("period_s: missing; e.g. period_s = 60".into())),
+            Some(period) if !(1..=MAX_PERIOD_S).contains(period.get_ref()) => {
+                return Err(at(
+                    period.span(),
+                    format!("{key}.period_s"),
+                    format!("give 1 to {MAX_PERIOD_S} (seconds)"),
+                ));
+            }
+            Some(period) => *period.get_ref(),
+        };
+        let burst = positive(&self.burst, &format!("{key}.burst"), at)?.unwrap_or(requests);
+        let source = match &self.key {
+            None => KeySource::ClientIp,
+            Some(source) => KeySource::parse(source.get_ref())
+                .map_err(|message| at(source.span(), format!("{key}.key"), message))?,
+        };
+        let mode = match self
+            .mode
+            .as_ref()
+            .map(|mode| (mode, mode.get_ref().as_str()))
+        {
+            None | Some((_, "enforce")) => Mode::Enforce,
+            Some((_, "shadow")) => Mode::Shadow,
+            Some((mode, other)) => {
+                return Err(at(
+                    mode.span(),
+                    format!("{key}.mode"),
+                    format!("{other:?} is not a mode; use \"enforce\" or \"shadow\""),
+                ));
+            }
+        };
+        Ok(RateLimitSpec {
+            name: name.to_owned(),
+            requests,
+            period: Duration::from_secs(period_s),
+            burst,
+            key: source,
+            mode,
+        })
+    }
+}
+
+/// `[[edge]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdgeRule {
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    methods: Vec<Spanned<String>>,
+    rate_limit: Option<Spanned<String>>,
+}
+
+impl RawEdgeRule {
+    fn validate(
+        self,
+        key: &str,
+        policies: &[RateLimitSpec],
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+        file: impl Fn() -> PathBuf,
+    ) -> Result<EdgeRuleSpec, ConfigError> {
+        let path = match &self.path {
+            None => "/".to_owned(),
+            Some(path) if !path.get_ref().starts_with('/') => {
+                return Err(at(
+                    path.span(),
+                    format!("{key}.path"),
+                    "must start with /".into(),
+                ));
+            }
+            Some(path) => path.get_ref().clone(),
+        };
+        let mut methods = Vec::with_capacity(self.methods.len());
+        for method in &self.methods {
+            // Methods are case-sensitive on the wire; the standard ones are
+            // written in capitals, and "get" is taken to mean GET.
+            let upper = method.get_ref().to_ascii_uppercase();
+            let parsed = http::Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                at(
+                    method.span(),
+                    format!("{key}.methods"),
+                    format!("{:?} is not an HTTP method; e.g. \"GET\"", method.get_ref()),
+                )
+            })?;
+            methods.push(parsed);
+        }
+        let Some(rate_limit) = self.rate_limit else {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key.to_owned()),
+                message: "a rule with nothing to check; add rate_limit = \"NAME\" (a [rate_limits.NAME] policy)".into(),
+            });
+        };
+        let name = rate_limit.get_ref();
+        match policies.iter().find(|policy| &policy.name == name) {
+            None => {
+                return Err(at(
+                    rate_limit.span(),
+                    format!("{key}.rate_limit"),
+                    format!("no [rate_limits.{name}] policy is declared"),
+                ));
+            }
+            Some(policy) if policy.key == KeySource::Guest => {
+                return Err(at(
+                    rate_limit.span(),
+                    format!("{key}.rate_limit"),
+                    format!(
+                        "[rate_limits.{name}] is keyed by the handler (key = \"guest\"): handlers check it with outpost:edge/ratelimit; \
+                         an [[edge]] rule needs key = \"client-ip\" or \"header:NAME\""
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(EdgeRuleSpec {
+            path,
+            methods,
+            rate_limit: Some(name.clone()),
+        })
     }
 }
 
@@ -459,27 +684,11 @@ impl RawBackend {
             Some(hash_key) => HashKey::parse(hash_key.get_ref())
                 .map_err(|message| at(hash_key.span(), format!("{key}.hash_key"), message))?,
         };
-        let positive_u32 = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
-            Some(value) if *value.get_ref() == 0 => Err(at(
-                value.span(),
-                format!("{key}.{field}"),
-                "must be at least 1".into(),
-            )),
-            Some(value) => Ok(*value.get_ref()),
-            None => Ok(default),
-        };
-        let eject_after = positive_u32(&self.eject_after, "eject_after", 3)?;
-        let eject_for = Duration::from_millis(match &self.eject_ms {
-            Some(ms) if *ms.get_ref() == 0 => {
-                return Err(at(
-                    ms.span(),
-                    format!("{key}.eject_ms"),
-                    "must be at least 1".into(),
-                ));
-            }
-            Some(ms) => *ms.get_ref(),
-            None => 10_000,
-        });
+        let eject_after =
+            positive(&self.eject_after, &format!("{key}.eject_after"), at)?.unwrap_or(3);
+        let eject_for = Duration::from_millis(
+            positive(&self.eject_ms, &format!("{key}.eject_ms"), at)?.unwrap_or(10_000),
+        );
         let health = match self.health {
             None => None,
             Some(health) => {
@@ -506,17 +715,8 @@ impl RawBackend {
                     Some(ms) => Duration::from_millis(*ms.get_ref()),
                     None => Duration::from_secs(2),
                 };
-                let timeout = match &health.timeout_ms {
-                    Some(ms) if *ms.get_ref() == 0 => {
-                        return Err(at(
-                            ms.span(),
-                            format!("{key}.timeout_ms"),
-                            "must be at least 1".into(),
-                        ));
-                    }
-                    Some(ms) => Duration::from_millis(*ms.get_ref()),
-                    None => interval.min(Duration::from_secs(1)),
-                };
+                let timeout = positive(&health.timeout_ms, &format!("{key}.timeout_ms"), at)?
+                    .map_or(interval.min(Duration::from_secs(1)), Duration::from_millis);
                 let expect_status = match &health.expect_status {
                     Some(status) if !(100..=599).contains(status.get_ref()) => {
                         return Err(at(
@@ -528,14 +728,8 @@ impl RawBackend {
                     Some(status) => *status.get_ref(),
                     None => 200,
                 };
-                let counts = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
-                    Some(value) if *value.get_ref() == 0 => Err(at(
-                        value.span(),
-                        format!("{key}.{field}"),
-                        "must be at least 1".into(),
-                    )),
-                    Some(value) => Ok(*value.get_ref()),
-                    None => Ok(default),
+                let counts = |value: &Option<Spanned<u32>>, field: &str, default: u32| {
+                    Ok(positive(value, &format!("{key}.{field}"), at)?.unwrap_or(default))
                 };
                 Some(HealthCheck {
                     path,
@@ -745,5 +939,91 @@ mod tests {
             let err = parse(&format!("{header}{toml}")).unwrap_err();
             assert!(err.starts_with(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn rate_limits_and_edge_rules_parse_with_errors_that_say_the_fix() {
+        let head = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
+        let manifest = parse(&format!(
+            "{head}[rate_limits.per_key]\nrequests = 100\nperiod_s = 60\nburst = 20\nkey = \"header:X-Api-Key\"\n\
+             [rate_limits.guest_one]\nrequests = 5\nperiod_s = 1\nkey = \"guest\"\nmode = \"shadow\"\n\
+             [[edge]]\npath = \"/api/\"\nmethods = [\"get\", \"POST\"]\nrate_limit = \"per_key\"\n"
+        ))
+        .unwrap();
+        let per_key = &manifest.rate_limits[1];
+        assert_eq!(per_key.name, "per_key");
+        assert_eq!((per_key.requests, per_key.burst), (100, 20));
+        assert_eq!(per_key.mode, Mode::Enforce);
+        let guest = &manifest.rate_limits[0];
+        assert_eq!(
+            (guest.burst, guest.mode),
+            (5, Mode::Shadow),
+            "burst defaults to requests"
+        );
+        let rule = &manifest.edge[0];
+        assert_eq!(rule.methods, [http::Method::GET, http::Method::POST]);
+        assert_eq!(rule.rate_limit.as_deref(), Some("per_key"));
+
+        let policy = "[rate_limits.p]\nrequests = 1\nperiod_s = 1\n";
+        for (toml, expected) in [
+            (
+                "[rate_limits.p]\nperiod_s = 1\n".to_owned(),
+                "outpost.toml: rate_limits.p: requests: missing",
+            ),
+            (
+                "[rate_limits.p]\nrequests = 1\nperiod_s = 0\n".to_owned(),
+                "outpost.toml:6: rate_limits.p.period_s: give 1 to 86400",
+            ),
+            (
+                format!("{policy}key = \"jwt:sub\"\n"),
+                "outpost.toml:7: rate_limits.p.key: \"jwt:sub\": keys from JWT claims need JWT verification",
+            ),
+            (
+                format!("{policy}mode = \"strict\"\n"),
+                "outpost.toml:7: rate_limits.p.mode: \"strict\" is not a mode",
+            ),
+            (
+                "[rate_limits.Per]\nrequests = 1\nperiod_s = 1\n".to_owned(),
+                "outpost.toml: rate_limits.Per: \"Per\" is not a policy name",
+            ),
+            (
+                format!("{policy}[[edge]]\nrate_limit = \"q\"\n"),
+                "outpost.toml:8: edge.rate_limit: no [rate_limits.q] policy is declared",
+            ),
+            (
+                format!("{policy}key = \"guest\"\n[[edge]]\nrate_limit = \"p\"\n"),
+                "outpost.toml:9: edge.rate_limit: [rate_limits.p] is keyed by the handler",
+            ),
+            (
+                format!("{policy}[[edge]]\npath = \"api\"\nrate_limit = \"p\"\n"),
+                "outpost.toml:8: edge.path: must start with /",
+            ),
+            (
+                format!("{policy}[[edge]]\npath = \"/\"\n"),
+                "outpost.toml: edge: a rule with nothing to check",
+            ),
+            (
+                format!("{policy}[[edge]]\njwt = \"main\"\nrate_limit = \"p\"\n"),
+                "outpost.toml:8: unknown field `jwt`",
+            ),
+        ] {
+            let err = parse(&format!("{head}{toml}")).unwrap_err();
+            assert!(err.starts_with(expected), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_example_manifest_is_valid() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&examples).unwrap() {
+            let dir = entry.unwrap().path();
+            if dir.join(MANIFEST_FILE).exists() {
+                AppManifest::load(&dir, &Limits::node_maxima())
+                    .unwrap_or_else(|err| panic!("{err}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3, "only {checked} example manifests found");
     }
 }
