@@ -49,6 +49,7 @@ fn main() {
             cache: CacheRules::default(),
             rate_limits: Vec::new(),
             edge: Vec::new(),
+            variables: Default::default(),
         })
         .expect("hello loads");
 

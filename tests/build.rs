@@ -33,6 +33,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "cache-origin",
             "cache-api",
             "ratelimit-api",
+            "config-api",
         ],
     ),
 ];

@@ -18,7 +18,8 @@
 //! bounds its size), and the response body is written after it returns.
 //! [`fetch`] sends requests to origins and named backends; [`cache`] looks
 //! up, stores and purges responses in the app's edge cache; [`ratelimit`]
-//! counts requests against the app's rate-limit policies.
+//! counts requests against the app's rate-limit policies; [`var`] and
+//! [`secret`] read the app's variables and secrets.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -27,6 +28,7 @@ pub mod fetch;
 pub mod ratelimit;
 mod request;
 mod response;
+mod vars;
 mod wasi;
 
 pub use error::{Error, Result};
@@ -49,6 +51,7 @@ pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use outpost_sdk_macro::handler;
 pub use request::Request;
 pub use response::Response;
+pub use vars::{Secret, secret, var};
 
 /// Glue used by the code that [`handler`] generates. Not a public API.
 #[doc(hidden)]

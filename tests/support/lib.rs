@@ -402,7 +402,14 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// a free port, with its precompiled cache in the returned directory.
 pub fn serve_config(binary: &Path, toml: &str) -> (Outpost, TempDir) {
     let dir = temp_dir();
-    let config = write_config(dir.path(), toml);
+    write_config(dir.path(), toml);
+    (serve_dir(binary, dir.path()), dir)
+}
+
+/// Starts `outpost serve` (one worker) on `dir/node.toml`, with its
+/// precompiled cache in `dir/cache`: what [`serve_config`] starts, and
+/// starts again after a restart.
+pub fn serve_dir(binary: &Path, dir: &Path) -> Outpost {
     let mut command = Command::new(binary);
     command
         .args([
@@ -413,10 +420,10 @@ pub fn serve_config(binary: &Path, toml: &str) -> (Outpost, TempDir) {
             "1",
             "--config",
         ])
-        .arg(&config)
+        .arg(dir.join("node.toml"))
         .arg("--cache-dir")
-        .arg(dir.path().join("cache"));
-    (Outpost::spawn(command).expect("the node starts"), dir)
+        .arg(dir.join("cache"));
+    Outpost::spawn(command).expect("the node starts")
 }
 
 /// A response with its body read.

@@ -1,6 +1,6 @@
 //! The `outpost` command: clap commands over the runtime libraries, for
-//! handler authors (new, build, dev, deploy, versions, rollback, tail) and
-//! operators (serve, token).
+//! handler authors (new, build, dev, deploy, versions, rollback, tail,
+//! purge, secret) and operators (serve, token).
 //!
 //! Exit codes: 0 success; 1 the operation failed (build error, upload
 //! rejected, node unreachable); 2 usage or configuration error (bad flags,
@@ -56,6 +56,21 @@ enum Command {
     /// Admin tokens for node.toml.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// An app's secrets on a node (read by its handlers like variables).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Set a secret: its value is read from stdin (never the command
+    /// line), one trailing newline dropped. Handlers see it at their next
+    /// request.
+    Put(remote::SecretArgs),
+    /// List an app's secrets, by name.
+    List(remote::SecretListArgs),
+    /// Delete a secret.
+    Delete(remote::SecretArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +105,9 @@ fn main() -> ExitCode {
         Command::Purge(args) => remote::purge(&args),
         Command::Serve(args) => serve::run(args),
         Command::Token(TokenCommand::New(args)) => remote::token_new(&args),
+        Command::Secret(SecretCommand::Put(args)) => remote::secret_put(&args),
+        Command::Secret(SecretCommand::List(args)) => remote::secret_list(&args),
+        Command::Secret(SecretCommand::Delete(args)) => remote::secret_delete(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! Commands that talk to a node's admin API: deploy, versions, rollback,
-//! tail; and `token new`, which makes tokens for it.
+//! tail, purge, secret; and `token new`, which makes tokens for it.
 
 use crate::exit::{self, AUTH, CliError};
 use crate::project::Project;
@@ -101,6 +101,24 @@ pub(crate) struct TailArgs {
     /// Print each event as a JSON line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SecretArgs {
+    /// The app.
+    app: String,
+    /// The secret's name: lowercase letters, digits and underscores.
+    name: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SecretListArgs {
+    /// The app. [default: the name in ./outpost.toml]
+    app: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +269,80 @@ pub(crate) fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+pub(crate) fn secret_put(args: &SecretArgs) -> anyhow::Result<()> {
+    let app = app_name(Some(&args.app))?;
+    secret_name(&args.name)?;
+    let node = Node::connect(&args.remote)?;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("value of secret {} (end with Enter):", args.name);
+    }
+    let mut value = String::new();
+    if stdin.is_terminal() {
+        stdin.read_line(&mut value)?;
+    } else {
+        std::io::Read::read_to_string(&mut stdin.lock(), &mut value)
+            .context("the secret's value on stdin is not UTF-8 text")?;
+    }
+    let value = value.strip_suffix('\n').map_or(value.as_str(), |value| {
+        value.strip_suffix('\r').unwrap_or(value)
+    });
+    let request = node
+        .request(
+            Method::PUT,
+            &format!("/v1/apps/{app}/secrets/{}", args.name),
+        )
+        .body(full(value.to_owned()))?;
+    node.send(request)?;
+    out!(
+        "{} secret {} of {}",
+        style::ok("set"),
+        style::bold(&args.name),
+        style::bold(&app)
+    );
+    Ok(())
+}
+
+pub(crate) fn secret_list(args: &SecretListArgs) -> anyhow::Result<()> {
+    let app = app_name(args.app.as_deref())?;
+    let node = Node::connect(&args.remote)?;
+    let answer = node.send(
+        node.request(Method::GET, &format!("/v1/apps/{app}/secrets"))
+            .body(empty())?,
+    )?;
+    for name in answer["secrets"].as_array().into_iter().flatten() {
+        out!("{}", name.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub(crate) fn secret_delete(args: &SecretArgs) -> anyhow::Result<()> {
+    let app = app_name(Some(&args.app))?;
+    secret_name(&args.name)?;
+    let node = Node::connect(&args.remote)?;
+    let request = node
+        .request(
+            Method::DELETE,
+            &format!("/v1/apps/{app}/secrets/{}", args.name),
+        )
+        .body(empty())?;
+    node.send(request)?;
+    out!(
+        "{} secret {} of {}",
+        style::ok("deleted"),
+        style::bold(&args.name),
+        style::bold(&app)
+    );
+    Ok(())
+}
+
+/// Checks a secret's name before it goes into a URL.
+fn secret_name(name: &str) -> anyhow::Result<()> {
+    outpost_store::VarName::parse(name)
+        .map(drop)
+        .map_err(|err| exit::usage(err.to_string()))
 }
 
 pub(crate) fn tail(args: &TailArgs) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@ use crate::cpu::Metered;
 use crate::deadline::within;
 use crate::instance::{Instance, InstancePool, Slots, Warm};
 use crate::limits::LimitedBody;
-use crate::state::{MAX_RESOURCES, RequestState};
+use crate::state::{HostCtxs, MAX_RESOURCES, RequestState};
 use crate::tail::{RequestSummary, Tail};
 use crate::{Failure, Limits, LoadError, RequestId, RequestMeta};
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitPolicy};
+use outpost_host::vars::{VarsCtx, VarsPolicy};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,6 +74,8 @@ struct AppInner {
     rate_limits: Arc<RateLimitPolicy>,
     /// Its `[[edge]]` rules.
     edge: EdgeRules,
+    /// Its variables and secrets.
+    vars: Arc<VarsPolicy>,
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -93,6 +96,7 @@ pub(crate) struct AppServices {
     pub(crate) cache: Arc<CachePolicy>,
     pub(crate) rate_limits: Arc<RateLimitPolicy>,
     pub(crate) edge: EdgeRules,
+    pub(crate) vars: Arc<VarsPolicy>,
 }
 
 /// Warm instances kept per app: one per busy worker thread of a small node.
@@ -115,6 +119,7 @@ impl App {
             cache,
             rate_limits,
             edge,
+            vars,
         } = services;
         let (pre, loader) = match code {
             Ok(pre) => (OnceLock::from(pre), None),
@@ -131,6 +136,7 @@ impl App {
                 cache,
                 rate_limits,
                 edge,
+                vars,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -461,14 +467,17 @@ impl AppInner {
             &self.tail,
             self.limits.memory,
             self.limits.cpu_time,
-            FetchCtx::new(
-                self.fetch.0.clone(),
-                self.fetch.1.clone(),
-                self.cache.clone(),
-                self.name.clone(),
-            ),
-            CacheCtx::new(self.cache.clone(), self.name.clone()),
-            RateLimitCtx::new(self.rate_limits.clone()),
+            HostCtxs {
+                fetch: FetchCtx::new(
+                    self.fetch.0.clone(),
+                    self.fetch.1.clone(),
+                    self.cache.clone(),
+                    self.name.clone(),
+                ),
+                cache: CacheCtx::new(self.cache.clone(), self.name.clone()),
+                rate_limits: RateLimitCtx::new(self.rate_limits.clone()),
+                vars: VarsCtx::new(self.vars.clone()),
+            },
         );
         let pre = self
             .pre

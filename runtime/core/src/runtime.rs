@@ -13,6 +13,8 @@ use outpost_host::cache::{CacheCtx, CacheRules};
 use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitSpec};
+use outpost_host::vars::VarsCtx;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +89,8 @@ pub struct AppSpec {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
+    /// Its `[variables]`.
+    pub variables: BTreeMap<String, String>,
 }
 
 /// The process-wide execution environment: engine, linker, epoch ticker and
@@ -173,6 +177,11 @@ impl Runtime {
             cache,
             edge: EdgeRules::resolve(&spec.edge, &rate_limits),
             rate_limits,
+            vars: Arc::new(
+                self.services
+                    .vars
+                    .policy(&spec.name, spec.variables.clone()),
+            ),
         };
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {
@@ -258,6 +267,7 @@ impl Shared {
 /// `wasi:http`, whose outgoing requests go to the app's fetch context.
 fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
     use outpost_host::bindings::outpost::edge;
+    use outpost_host::bindings::wasi::config;
     wasmtime_wasi::p2::add_to_linker_async(linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
         .and_then(|()| {
@@ -267,6 +277,9 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
             edge::ratelimit::add_to_linker::<_, HasSelf<RateLimitCtx>>(linker, |state| {
                 &mut state.rate_limits
             })
+        })
+        .and_then(|()| {
+            config::store::add_to_linker::<_, HasSelf<VarsCtx>>(linker, |state| &mut state.vars)
         })
         .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
 }

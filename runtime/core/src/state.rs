@@ -2,7 +2,8 @@
 //! resource table, the memory limiter and the CPU meter, the bounds on what
 //! a guest can make the host allocate, and the request's view of each host
 //! service (outbound fetch is wasi:http's hooks; the cache is
-//! `outpost:edge/cache`, rate limits `outpost:edge/ratelimit`).
+//! `outpost:edge/cache`, rate limits `outpost:edge/ratelimit`, variables
+//! and secrets `wasi:config/store`).
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestOutput};
@@ -11,6 +12,7 @@ use crate::tail::Tail;
 use outpost_host::cache::CacheCtx;
 use outpost_host::fetch::FetchCtx;
 use outpost_host::ratelimit::RateLimitCtx;
+use outpost_host::vars::VarsCtx;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
@@ -32,6 +34,14 @@ const MAX_FIELDS_SIZE: usize = 64 << 10;
 /// second of host time in one call. Larger requests trap.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
+/// One request's view of each host service.
+pub(crate) struct HostCtxs {
+    pub(crate) fetch: FetchCtx,
+    pub(crate) cache: CacheCtx,
+    pub(crate) rate_limits: RateLimitCtx,
+    pub(crate) vars: VarsCtx,
+}
+
 pub(crate) struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -39,6 +49,7 @@ pub(crate) struct RequestState {
     pub(crate) fetch: FetchCtx,
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
+    pub(crate) vars: VarsCtx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_budget: Duration,
@@ -51,10 +62,14 @@ impl RequestState {
         tail: &Tail,
         memory: u64,
         cpu_budget: Duration,
-        fetch: FetchCtx,
-        cache: CacheCtx,
-        rate_limits: RateLimitCtx,
+        host: HostCtxs,
     ) -> Self {
+        let HostCtxs {
+            fetch,
+            cache,
+            rate_limits,
+            vars,
+        } = host;
         let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
         // closed, every socket address denied, no name lookup. TCP and UDP
@@ -87,6 +102,7 @@ impl RequestState {
             fetch,
             cache,
             rate_limits,
+            vars,
             memory: MemoryLimiter::new(memory),
             cpu: Arc::new(CpuMeter::default()),
             cpu_budget,

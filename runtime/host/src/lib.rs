@@ -18,6 +18,7 @@ pub mod fetch;
 mod meta;
 pub mod ratelimit;
 mod request_id;
+pub mod vars;
 
 pub use escape::{hex, printable, printable_capped};
 pub use meta::RequestMeta;
@@ -34,6 +35,8 @@ pub struct Services {
     pub cache: Arc<cache::CacheService>,
     /// Rate limiting.
     pub rate_limits: Arc<ratelimit::RateLimitService>,
+    /// Variables and secrets.
+    pub vars: Arc<vars::VarsService>,
 }
 
 impl Services {
@@ -47,6 +50,7 @@ impl Services {
             fetch: Arc::new(fetch::FetchService::new(fetch)?),
             cache: Arc::new(cache::CacheService::new(cache)),
             rate_limits: Arc::new(ratelimit::RateLimitService::new(rate_limits)),
+            vars: Arc::new(vars::VarsService::default()),
         })
     }
 }

@@ -12,6 +12,9 @@
 //! POST   /v1/apps/APP/versions/N/activate    deploy  serve version N
 //! POST   /v1/apps/APP/rollback[?to=N]        deploy  serve version N, or the one before the active one
 //! DELETE /v1/apps/APP                        deploy  stop serving the app and delete its versions
+//! GET    /v1/apps/APP/secrets                read    the names of an app's secrets (never values)
+//! PUT    /v1/apps/APP/secrets/NAME           deploy  set a secret: body = its value
+//! DELETE /v1/apps/APP/secrets/NAME           deploy  delete a secret
 //! ```
 
 mod auth;
@@ -29,8 +32,9 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use outpost_core::{Limits, Runtime};
 use outpost_host::cache::Purge;
+use outpost_host::vars::{Secret, Secrets};
 use outpost_store::AppName;
-use outpost_store::{AppStore, Staging, StoreError, Version};
+use outpost_store::{AppStore, Staging, StoreError, VarName, Version};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -109,6 +113,12 @@ impl Admin {
         table
             .install_all(deployed)
             .map_err(|conflict| anyhow::anyhow!("deployed apps: {conflict}"))?;
+        for app in store.apps_with_secrets()? {
+            runtime
+                .services()
+                .vars
+                .set_secrets(&app, live_secrets(store.secrets(&app)?));
+        }
         Ok(Self {
             table,
             runtime,
@@ -185,8 +195,38 @@ impl Admin {
                 self.mutate(request, peer, Mutation::Delete((*app).to_owned()))
                     .await
             }
+            (&Method::GET, ["v1", "apps", app, "secrets"]) => {
+                async {
+                    self.tokens.authorize(request.headers(), Scope::Read)?;
+                    let app = AppName::parse(app)?;
+                    let names = self.store.lock().await.secret_names(&app)?;
+                    let names: Vec<&str> = names.iter().map(VarName::as_str).collect();
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"app": app, "secrets": names}),
+                    ))
+                }
+                .await
+            }
+            (&Method::PUT, ["v1", "apps", app, "secrets", name]) => {
+                let mutation = Mutation::PutSecret((*app).to_owned(), (*name).to_owned());
+                self.mutate(request, peer, mutation).await
+            }
+            (&Method::DELETE, ["v1", "apps", app, "secrets", name]) => {
+                let mutation = Mutation::DeleteSecret((*app).to_owned(), (*name).to_owned());
+                self.mutate(request, peer, mutation).await
+            }
             (_, ["v1", "health" | "ready" | "apps" | "stats"])
-            | (_, ["v1", "apps", _, "versions" | "tail" | "rollback" | "purge"])
+            | (
+                _,
+                [
+                    "v1",
+                    "apps",
+                    _,
+                    "versions" | "tail" | "rollback" | "purge" | "secrets",
+                ],
+            )
+            | (_, ["v1", "apps", _, "secrets", _])
             | (_, ["v1", "apps", _, "versions", _, "activate"])
             | (_, ["v1", "apps", _]) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -264,6 +304,8 @@ impl Admin {
             Mutation::Rollback(_, to) => self.rollback(app, to.as_deref()).await,
             Mutation::Delete(_) => self.delete(app).await,
             Mutation::Purge(_) => self.purge(app, body).await,
+            Mutation::PutSecret(_, name) => self.put_secret(app, name, body).await,
+            Mutation::DeleteSecret(_, name) => self.delete_secret(app, name).await,
         };
         let (status, outcome) = match &result {
             Ok((status, value)) => (*status, value.clone()),
@@ -721,6 +763,10 @@ impl Admin {
         let store = self.store.lock().await;
         let removed = self.table.remove(app).is_some();
         let deleted = store.delete_app(app)?;
+        self.runtime
+            .services()
+            .vars
+            .set_secrets(app, Secrets::new());
         if !removed && !deleted {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -730,6 +776,89 @@ impl Admin {
         tracing::info!("app {app}: deleted");
         Ok((StatusCode::OK, json!({"app": app, "deleted": true})))
     }
+}
+
+impl Admin {
+    /// `PUT /v1/apps/APP/secrets/NAME`: the body is the value (UTF-8, at
+    /// most [`SECRET_MAX`] bytes). The app's handlers see it from their
+    /// next request. The value is never logged, audited or answered.
+    async fn put_secret(
+        &self,
+        app: &AppName,
+        name: &str,
+        body: Incoming,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        self.refuse_config_app(app)?;
+        let name = match VarName::parse(name) {
+            Ok(name) => name,
+            Err(err) => {
+                drain(body, SECRET_MAX as u64).await;
+                return Err(err.into());
+            }
+        };
+        let value = http_body_util::Limited::new(body, SECRET_MAX)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a secret is at most {} KiB", SECRET_MAX >> 10),
+                )
+            })?
+            .to_bytes();
+        if std::str::from_utf8(&value).is_err() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a secret is UTF-8 text (wasi:config values are strings); encode binary values, e.g. as base64",
+            ));
+        }
+        let store = self.store.lock().await;
+        store.put_secret(app, &name, &value)?;
+        self.serve_secrets(&store, app)?;
+        tracing::info!("app {app}: secret {name} set");
+        Ok((StatusCode::OK, json!({"app": app, "secret": name.as_str()})))
+    }
+
+    /// `DELETE /v1/apps/APP/secrets/NAME`.
+    async fn delete_secret(
+        &self,
+        app: &AppName,
+        name: &str,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        self.refuse_config_app(app)?;
+        let name = VarName::parse(name)?;
+        let store = self.store.lock().await;
+        if !store.delete_secret(app, &name)? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("app {app} has no secret {name}"),
+            ));
+        }
+        self.serve_secrets(&store, app)?;
+        tracing::info!("app {app}: secret {name} deleted");
+        Ok((
+            StatusCode::OK,
+            json!({"app": app, "secret": name.as_str(), "deleted": true}),
+        ))
+    }
+
+    /// Hands `app`'s stored secrets to its handlers.
+    fn serve_secrets(&self, store: &AppStore, app: &AppName) -> Result<(), ApiError> {
+        let secrets = live_secrets(store.secrets(app)?);
+        self.runtime.services().vars.set_secrets(app, secrets);
+        Ok(())
+    }
+}
+
+/// The largest secret value.
+const SECRET_MAX: usize = 64 << 10;
+
+/// Stored secrets as handlers see them.
+fn live_secrets(stored: Vec<(VarName, String)>) -> Secrets {
+    stored
+        .into_iter()
+        .map(|(name, value)| (name.as_str().to_owned(), Secret::new(&value)))
+        .collect()
 }
 
 /// Serves the admin API until `shutdown` resolves, on connections of its
@@ -827,6 +956,8 @@ enum Mutation {
     Rollback(String, Option<String>),
     Delete(String),
     Purge(String),
+    PutSecret(String, String),
+    DeleteSecret(String, String),
 }
 
 impl Mutation {
@@ -846,6 +977,8 @@ impl Mutation {
             Self::Activate(app, _) => ("activate", app),
             Self::Rollback(app, _) => ("rollback", app),
             Self::Delete(app) => ("delete", app),
+            Self::PutSecret(app, _) => ("secret-put", app),
+            Self::DeleteSecret(app, _) => ("secret-delete", app),
         }
     }
 }

@@ -227,6 +227,7 @@ impl NodeConfig {
                     cache: CacheRules::default(),
                     rate_limits: Vec::new(),
                     edge: Vec::new(),
+                    variables: BTreeMap::new(),
                 },
             }],
             maxima,

@@ -25,7 +25,7 @@ use outpost_host::fetch::{
     BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
 };
 use outpost_host::ratelimit::{KeySource, Mode, RateLimitSpec};
-use outpost_store::AppName;
+use outpost_store::{AppName, VarName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,11 +58,14 @@ pub struct AppManifest {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
+    /// Its `[variables]`: names and values handlers read through
+    /// `wasi:config/store`.
+    pub variables: BTreeMap<String, String>,
 }
 
 /// The keys a manifest names in parse errors.
 const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], \
-     [rate_limits.NAME] requests, period_s, burst, key, mode, [[edge]] path, methods, rate_limit, [limits] cpu_ms, wall_ms, memory_mib, \
+     [rate_limits.NAME] requests, period_s, burst, key, mode, [[edge]] path, methods, rate_limit, [variables], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -152,6 +155,7 @@ impl AppManifest {
             cache: self.cache.clone(),
             rate_limits: self.rate_limits.clone(),
             edge: self.edge.clone(),
+            variables: self.variables.clone(),
         }
     }
 }
@@ -177,6 +181,8 @@ pub(crate) struct RawApp {
     rate_limits: BTreeMap<String, RawRateLimit>,
     #[serde(default)]
     edge: Vec<RawEdgeRule>,
+    #[serde(default)]
+    variables: BTreeMap<String, Spanned<String>>,
 }
 
 /// The validated sections every app has.
@@ -188,6 +194,7 @@ pub(crate) struct AppSections {
     pub(crate) cache: CacheRules,
     pub(crate) rate_limits: Vec<RateLimitSpec>,
     pub(crate) edge: Vec<EdgeRuleSpec>,
+    pub(crate) variables: BTreeMap<String, String>,
 }
 
 impl AppSections {
@@ -202,6 +209,7 @@ impl AppSections {
             cache: self.cache,
             rate_limits: self.rate_limits,
             edge: self.edge,
+            variables: self.variables,
         }
     }
 }
@@ -289,6 +297,27 @@ impl RawApp {
         for rule in self.edge {
             edge.push(rule.validate(&key("edge"), &rate_limits, at, &file)?);
         }
+        if self.variables.len() > MAX_VARIABLES {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("variables")),
+                message: format!("at most {MAX_VARIABLES} variables per app"),
+            });
+        }
+        let mut variables = BTreeMap::new();
+        for (name, value) in self.variables {
+            let bad =
+                |message: String| at(value.span(), key(&format!("variables.{name}")), message);
+            VarName::parse(&name).map_err(|err| bad(err.to_string()))?;
+            if value.get_ref().len() > MAX_VARIABLE_BYTES {
+                return Err(bad(format!(
+                    "at most {} KiB; keep larger data in KV or fetch it",
+                    MAX_VARIABLE_BYTES >> 10
+                )));
+            }
+            variables.insert(name, value.into_inner());
+        }
         Ok(AppSections {
             routes,
             limits,
@@ -297,6 +326,7 @@ impl RawApp {
             cache,
             rate_limits,
             edge,
+            variables,
         })
     }
 }
@@ -400,6 +430,11 @@ impl RawCache {
         Ok(rules)
     }
 }
+
+/// The most variables an app may declare, and the longest value: each
+/// instance can read them all.
+const MAX_VARIABLES: usize = 256;
+const MAX_VARIABLE_BYTES: usize = 16 << 10;
 
 /// The most rate-limit policies and `[[edge]]` rules one app may declare:
 /// every request the rules match is checked against each.
@@ -1025,5 +1060,27 @@ mod tests {
             }
         }
         assert!(checked >= 3, "only {checked} example manifests found");
+    }
+
+    #[test]
+    fn variables_parse_with_errors_that_say_the_fix() {
+        let head = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
+        let manifest = parse(&format!(
+            "{head}[variables]\ngreeting = \"hello\"\napi_url = \"https://x\"\n"
+        ))
+        .unwrap();
+        assert_eq!(manifest.variables["greeting"], "hello");
+        assert_eq!(manifest.variables.len(), 2);
+        let err = parse(&format!("{head}[variables]\nApiUrl = \"x\"\n")).unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:5: variables.ApiUrl: \"ApiUrl\" is not a valid variable or secret name"),
+            "{err}"
+        );
+        let big = "x".repeat(20_000);
+        let err = parse(&format!("{head}[variables]\nbig = \"{big}\"\n")).unwrap_err();
+        assert!(
+            err.starts_with("outpost.toml:5: variables.big: at most 16 KiB"),
+            "{err}"
+        );
     }
 }

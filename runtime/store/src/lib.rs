@@ -19,6 +19,8 @@
 //! One writer at a time: the admin API serializes mutations.
 
 mod crash;
+mod secrets;
+pub use secrets::VarName;
 
 pub use crash::crash_point;
 
@@ -283,6 +285,7 @@ impl AppStore {
         sync_dir(&self.apps_dir())?;
         fs::remove_dir_all(&doomed)
             .map_err(io_error(format!("cannot remove {}", doomed.display())))?;
+        self.delete_secrets(app)?;
         self.collect_garbage()?;
         Ok(true)
     }
@@ -566,13 +569,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// directory. `what` names the write for crash points (`<what>-written` is
 /// after the fsync, before the rename).
 fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<(), StoreError> {
+    write_atomic_mode(path, bytes, what, 0o666)
+}
+
+/// [`write_atomic`], the file created with permission bits `mode` (less
+/// the umask) from its first byte.
+fn write_atomic_mode(path: &Path, bytes: &[u8], what: &str, mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().expect("store paths have a parent");
     let name = path
         .file_name()
         .expect("store paths have a file name")
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", unique_suffix()));
-    write_durably(&tmp, bytes).map_err(io_error(format!("cannot write {}", tmp.display())))?;
+    write_durably(&tmp, bytes, mode)
+        .map_err(io_error(format!("cannot write {}", tmp.display())))?;
     crash_point(&format!("{what}-written"));
     fs::rename(&tmp, path).map_err(io_error(format!(
         "cannot rename {} into place",
@@ -582,9 +592,14 @@ fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<(), StoreError>
 }
 
 /// Writes a new file and fsyncs it; removes it again if that fails.
-fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let write = || -> io::Result<()> {
-        let mut file = File::create(path)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)?;
         file.write_all(bytes)?;
         file.sync_all()
     };

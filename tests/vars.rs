@@ -1,0 +1,228 @@
+//! End to end: variables and secrets through `wasi:config/store` (the
+//! `config-api` fixture). Variables come from the manifest; secrets are set
+//! with `outpost secret put` (value on stdin), held by the node with mode
+//! 0600, seen by the next request without a redeploy, and never appear in
+//! an API answer, the audit log or the node's logs.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use outpost_tests::{
+    HttpClient, Outpost, Reply, TempDir, artifacts, block_on, serve_config, serve_dir,
+};
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Stdio};
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+const DEPLOY_TOKEN: &str = "op_vars_deploy_token";
+const READ_TOKEN: &str = "op_vars_read_token";
+const SECRET: &str = "s3cr3t-Value-that-must-not-leak";
+const MANIFEST: &str = "schema = 1\nname = \"cfg\"\nroutes = [\"/\"]\n\
+                        [variables]\ngreeting = \"hello\"\nregion = \"eu\"\n";
+
+/// A node with an admin API, and the fixture deployed as app `cfg`.
+fn start() -> (Outpost, TempDir) {
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+         [[admin.tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"read\", \"deploy\"]\n\
+         [[admin.tokens]]\nname = \"viewer\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
+         [apps.ops]\ncomponent = {:?}\nroutes = [\"ops.example/\"]\n[apps.ops.variables]\nowner = \"operator\"\n",
+        outpost_store::sha256_hex(DEPLOY_TOKEN.as_bytes()),
+        outpost_store::sha256_hex(READ_TOKEN.as_bytes()),
+        artifacts::CONFIG_API,
+    );
+    let (node, dir) = serve_config(OUTPOST.as_ref(), &toml);
+    let component = std::fs::read(artifacts::CONFIG_API).unwrap();
+    let upload = admin(
+        &node,
+        "POST",
+        "/v1/apps/cfg/versions",
+        DEPLOY_TOKEN,
+        |request| {
+            request
+                .header(
+                    "outpost-manifest",
+                    base64::engine::general_purpose::STANDARD.encode(MANIFEST),
+                )
+                .body(Full::new(Bytes::from(component)))
+        },
+    );
+    assert_eq!(upload.status, 201, "{}", upload.text());
+    let activate = admin(
+        &node,
+        "POST",
+        "/v1/apps/cfg/versions/1/activate",
+        DEPLOY_TOKEN,
+        empty,
+    );
+    assert_eq!(activate.status, 200, "{}", activate.text());
+    (node, dir)
+}
+
+fn empty(request: http::request::Builder) -> http::Result<http::Request<Full<Bytes>>> {
+    request.body(Full::default())
+}
+
+fn admin(
+    node: &Outpost,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: impl FnOnce(http::request::Builder) -> http::Result<http::Request<Full<Bytes>>>,
+) -> Reply {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(node.admin_url(path))
+        .header("authorization", format!("Bearer {token}"));
+    block_on(HttpClient::http1().send(body(request).unwrap())).expect("an admin answer")
+}
+
+/// `outpost secret ARGS` against the node, `stdin` on its standard input;
+/// returns (success, stdout, stderr).
+fn secret_cli(node: &Outpost, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(OUTPOST)
+        .arg("secret")
+        .args(args)
+        .env("OUTPOST_REMOTE", node.admin_url(""))
+        .env("OUTPOST_TOKEN", DEPLOY_TOKEN)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn get(node: &Outpost, path: &str) -> Reply {
+    node.request("GET", path, &[])
+}
+
+#[test]
+fn handlers_read_variables_and_secrets_which_override_them_without_a_redeploy() {
+    let (node, _dir) = start();
+    assert_eq!(get(&node, "/get?name=greeting").text(), "hello");
+    assert_eq!(get(&node, "/get?name=api_key").status, 404);
+
+    let (ok, out, err) = secret_cli(&node, &["put", "cfg", "api_key"], &format!("{SECRET}\n"));
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        get(&node, "/get?name=api_key").text(),
+        SECRET,
+        "one trailing newline dropped"
+    );
+    assert_eq!(
+        get(&node, "/secret?name=api_key").text(),
+        "(secret) Secret(..)",
+        "the SDK's Secret prints no value"
+    );
+    // A secret overrides the manifest's variable of the same name.
+    assert!(secret_cli(&node, &["put", "cfg", "greeting"], "override").0);
+    assert_eq!(get(&node, "/get?name=greeting").text(), "override");
+    assert_eq!(
+        get(&node, "/all").text(),
+        format!("api_key={SECRET}\ngreeting=override\nregion=eu\n")
+    );
+
+    let (ok, listed, _) = secret_cli(&node, &["list", "cfg"], "");
+    assert!(ok);
+    assert_eq!(listed, "api_key\ngreeting\n", "names only");
+    assert!(secret_cli(&node, &["delete", "cfg", "greeting"], "").0);
+    assert_eq!(
+        get(&node, "/get?name=greeting").text(),
+        "hello",
+        "the variable again"
+    );
+}
+
+#[test]
+fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
+    let (node, dir) = start();
+    assert!(secret_cli(&node, &["put", "cfg", "api_key"], SECRET).0);
+    let path = dir.path().join("state/secrets/cfg/api_key");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Nothing the node says or writes holds the value.
+    let listed = admin(&node, "GET", "/v1/apps/cfg/secrets", READ_TOKEN, empty);
+    assert_eq!(listed.status, 200);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({"app": "cfg", "secrets": ["api_key"]})
+    );
+    let listed = listed.to_string();
+    let stats = node.admin_stats(READ_TOKEN).to_string();
+    let apps = admin(&node, "GET", "/v1/apps", READ_TOKEN, empty).text();
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
+    assert!(audit.contains("secret-put"), "{audit}");
+    for (what, text) in [
+        ("secrets list", &listed),
+        ("stats", &stats),
+        ("apps", &apps),
+        ("audit log", &audit),
+    ] {
+        assert!(
+            !text.contains(SECRET),
+            "the secret is in the {what}: {text}"
+        );
+    }
+
+    // Refusals: a read token, a bad name, a value too large, binary.
+    let refused = admin(
+        &node,
+        "PUT",
+        "/v1/apps/cfg/secrets/x",
+        READ_TOKEN,
+        |request| request.body(Full::new(Bytes::from_static(b"v"))),
+    );
+    assert_eq!(refused.status, 403);
+    let bad_name = admin(
+        &node,
+        "PUT",
+        "/v1/apps/cfg/secrets/Api-Key",
+        DEPLOY_TOKEN,
+        |request| request.body(Full::new(Bytes::from_static(b"v"))),
+    );
+    assert_eq!(bad_name.status, 400, "{}", bad_name.text());
+    let (ok, _, err) = secret_cli(&node, &["put", "cfg", "Api-Key"], "v");
+    assert!(
+        !ok && err.contains("not a valid variable or secret name"),
+        "{err}"
+    );
+    let large = admin(
+        &node,
+        "PUT",
+        "/v1/apps/cfg/secrets/big",
+        DEPLOY_TOKEN,
+        |request| request.body(Full::new(Bytes::from(vec![b'x'; 70_000]))),
+    );
+    assert_eq!(large.status, 413, "{}", large.text());
+    let binary = admin(
+        &node,
+        "PUT",
+        "/v1/apps/cfg/secrets/bin",
+        DEPLOY_TOKEN,
+        |request| request.body(Full::new(Bytes::from_static(&[0xff, 0xfe]))),
+    );
+    assert_eq!(binary.status, 400, "{}", binary.text());
+
+    // A restart serves the stored secret again.
+    let logs = node.logs();
+    drop(node);
+    assert!(!logs.contains(SECRET), "the secret is in the node's logs");
+    let node = serve_dir(OUTPOST.as_ref(), dir.path());
+    assert_eq!(get(&node, "/get?name=api_key").text(), SECRET);
+}
