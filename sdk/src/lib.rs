@@ -19,10 +19,12 @@
 //! [`fetch`] sends requests to origins and named backends; [`cache`] looks
 //! up, stores and purges responses in the app's edge cache; [`ratelimit`]
 //! counts requests against the app's rate-limit policies; [`var`] and
-//! [`secret`] read the app's variables and secrets.
+//! [`secret`] read the app's variables and secrets; [`client`] says who
+//! the client is.
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod client;
 mod error;
 pub mod fetch;
 pub mod ratelimit;

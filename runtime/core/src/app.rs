@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::Body;
 use outpost_host::bindings::HandlerPre;
 use outpost_host::cache::{CacheCtx, CachePolicy};
+use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::printable_capped;
@@ -477,6 +478,7 @@ impl AppInner {
                 cache: CacheCtx::new(self.cache.clone(), self.name.clone()),
                 rate_limits: RateLimitCtx::new(self.rate_limits.clone()),
                 vars: VarsCtx::new(self.vars.clone()),
+                client: ClientCtx::default(),
             },
         );
         let pre = self

@@ -166,6 +166,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.output.begin(request.id);
         state.fetch.begin(request);
+        state.client.begin(request);
         state.cpu.reset(precise_cpu);
         state.memory.hit = false;
         self.store.set_epoch_deadline(1);

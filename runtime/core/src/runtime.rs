@@ -10,6 +10,7 @@ use crate::{Limits, LoadError};
 use outpost_host::Services;
 use outpost_host::bindings::HandlerPre;
 use outpost_host::cache::{CacheCtx, CacheRules};
+use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitSpec};
@@ -280,6 +281,9 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
         })
         .and_then(|()| {
             config::store::add_to_linker::<_, HasSelf<VarsCtx>>(linker, |state| &mut state.vars)
+        })
+        .and_then(|()| {
+            edge::client::add_to_linker::<_, HasSelf<ClientCtx>>(linker, |state| &mut state.client)
         })
         .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
 }

@@ -3,13 +3,14 @@
 //! a guest can make the host allocate, and the request's view of each host
 //! service (outbound fetch is wasi:http's hooks; the cache is
 //! `outpost:edge/cache`, rate limits `outpost:edge/ratelimit`, variables
-//! and secrets `wasi:config/store`).
+//! and secrets `wasi:config/store`, the client `outpost:edge/client`).
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestOutput};
 use crate::limits::MemoryLimiter;
 use crate::tail::Tail;
 use outpost_host::cache::CacheCtx;
+use outpost_host::client::ClientCtx;
 use outpost_host::fetch::FetchCtx;
 use outpost_host::ratelimit::RateLimitCtx;
 use outpost_host::vars::VarsCtx;
@@ -40,6 +41,7 @@ pub(crate) struct HostCtxs {
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
     pub(crate) vars: VarsCtx,
+    pub(crate) client: ClientCtx,
 }
 
 pub(crate) struct RequestState {
@@ -50,6 +52,7 @@ pub(crate) struct RequestState {
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
     pub(crate) vars: VarsCtx,
+    pub(crate) client: ClientCtx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) cpu: Arc<CpuMeter>,
     pub(crate) cpu_budget: Duration,
@@ -69,6 +72,7 @@ impl RequestState {
             cache,
             rate_limits,
             vars,
+            client,
         } = host;
         let output = Arc::new(GuestOutput::default());
         // Defaults of WasiCtxBuilder: no preopens, no env, no args, stdin
@@ -103,6 +107,7 @@ impl RequestState {
             cache,
             rate_limits,
             vars,
+            client,
             memory: MemoryLimiter::new(memory),
             cpu: Arc::new(CpuMeter::default()),
             cpu_budget,

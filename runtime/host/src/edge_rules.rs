@@ -5,7 +5,7 @@
 
 use crate::ratelimit::{Decision, Limiter, RateLimitPolicy, whole_seconds};
 use http::{HeaderMap, Method};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// `[[edge]]`, validated.
@@ -85,7 +85,7 @@ impl EdgeRules {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> EdgeVerdict {
         let mut fields: Option<HeaderMap> = None;
         for (spec, limiter) in &self.rules {

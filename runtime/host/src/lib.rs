@@ -12,6 +12,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod client;
 pub mod edge_rules;
 mod escape;
 pub mod fetch;

@@ -1,5 +1,5 @@
 use crate::RequestId;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 /// What the host knows about one incoming request besides the request
 /// itself: bound once to the instance that serves it and seen by every
@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 pub struct RequestMeta {
     /// The request's id (`x-request-id`, log lines).
     pub id: RequestId,
-    /// The client's socket address; `None` for requests made in-process
-    /// (benchmarks, tests).
-    pub client: Option<SocketAddr>,
+    /// The client's address, seen through the node's trusted proxies
+    /// ([`crate::client::TrustedProxies`]); `None` for requests made
+    /// in-process (benchmarks, tests).
+    pub client: Option<IpAddr>,
     /// Whether the client connected over TLS.
     pub https: bool,
 }

@@ -5,6 +5,7 @@ use crate::manifest::{AppManifest, RawApp};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits, RuntimeConfig};
 use outpost_host::cache::{CacheConfig, CacheRules};
+use outpost_host::client::TrustedProxies;
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
 use outpost_host::ratelimit::RateLimitConfig;
 use outpost_store::AppName;
@@ -80,6 +81,8 @@ pub struct HttpConfig {
     pub body_buffer_total: u64,
     /// After SIGTERM, how long in-flight requests have to finish.
     pub shutdown_timeout: Duration,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
@@ -99,6 +102,7 @@ impl Default for HttpConfig {
             body_prebuffer: 64 << 10,
             body_buffer_total: 256 << 20,
             shutdown_timeout: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -674,6 +678,8 @@ struct RawHttp {
     body_prebuffer_kib: Option<u64>,
     body_buffer_mib: Option<Spanned<u64>>,
     shutdown_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 impl RawHttp {
@@ -757,6 +763,11 @@ impl RawHttp {
         }
         if let Some(mib) = positive(&self.body_buffer_mib, "http.body_buffer_mib", at)? {
             http.body_buffer_total = mib.saturating_mul(1 << 20);
+        }
+        for range in &self.trusted_proxies {
+            http.trusted_proxies
+                .add(range.get_ref())
+                .map_err(|message| at(range.span(), "http.trusted_proxies".into(), message))?;
         }
         Ok(http)
     }

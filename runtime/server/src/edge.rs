@@ -21,7 +21,7 @@ use outpost_core::{App, BodyError};
 use outpost_host::edge_rules::EdgeVerdict;
 use outpost_host::fetch::CACHE_CHOICE;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,7 +86,7 @@ impl Edge {
         &self,
         table: &AppTable,
         request: Request<Incoming>,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> Result<Admission, Refusal> {
         let host = host_of(&request)?;
         // The router as of now: a deploy swapping it meanwhile does not

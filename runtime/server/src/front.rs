@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use outpost_core::{App, Failure, RequestId, RequestMeta, ResponseBody};
 use outpost_host::cache::CachedRequest;
+use outpost_host::client::TrustedProxies;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -38,6 +39,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) struct Front {
     table: Arc<AppTable>,
     edge: Edge,
+    trusted_proxies: TrustedProxies,
     driver: Arc<Driver>,
     caps: Arc<ConnectionCaps>,
     shutdown_timeout: Duration,
@@ -65,6 +67,7 @@ impl Front {
         Self {
             table,
             edge: Edge::new(http),
+            trusted_proxies: http.trusted_proxies.clone(),
             driver: Arc::new(Driver::new(deadlines, false)),
             caps: Arc::new(ConnectionCaps::new(
                 http.max_connections,
@@ -262,7 +265,7 @@ impl Future for Answer {
 fn handle(front: &Arc<Front>, request: Request<Incoming>, peer: SocketAddr) -> Answer {
     let meta = RequestMeta {
         id: RequestId::next(),
-        client: Some(peer),
+        client: Some(front.trusted_proxies.client(peer, request.headers())),
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };

@@ -501,7 +501,7 @@ pub const CACHE_CHOICE: http::HeaderName = http::HeaderName::from_static("outpos
 struct Outbound {
     exchange: Exchange,
     backend: Option<Arc<Backend>>,
-    client: Option<std::net::SocketAddr>,
+    client: Option<std::net::IpAddr>,
     between_bytes: Duration,
     cap: u64,
     in_flight: Arc<Semaphore>,
@@ -601,9 +601,9 @@ impl Exchange {
         &self,
         backend: &Arc<Backend>,
         request: http::Request<WasiBody>,
-        client: Option<std::net::SocketAddr>,
+        client: Option<std::net::IpAddr>,
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
-        let key = backend.key_of(client.map(|client| client.ip()), request.headers());
+        let key = backend.key_of(client, request.headers());
         let (parts, body) = request.into_parts();
         let retryable = matches!(
             parts.method,

@@ -1,0 +1,85 @@
+//! End to end: who the client is. The node believes `Forwarded` and
+//! `X-Forwarded-For` only from `[http] trusted_proxies`, and everything
+//! keyed by client (rate limits, handlers through `outpost:edge/client`)
+//! sees the same resolved address.
+
+use outpost_tests::{Outpost, TempDir, artifacts, serve_config};
+
+const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
+
+/// The `config-api` fixture behind a one-request-a-minute limit per client
+/// on `/limited`, with `trusted` as the node's trusted proxies.
+fn start(trusted: &str) -> (Outpost, TempDir) {
+    let toml = format!(
+        "[http]\ntrusted_proxies = [{trusted}]\n\
+         [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n\
+         [apps.c.rate_limits.per_client]\nrequests = 1\nperiod_s = 60\nburst = 1\n\
+         [[apps.c.edge]]\npath = \"/limited\"\nrate_limit = \"per_client\"\n",
+        artifacts::CONFIG_API
+    );
+    serve_config(OUTPOST.as_ref(), &toml)
+}
+
+#[test]
+fn forwarding_fields_from_an_untrusted_peer_are_ignored() {
+    let (node, _dir) = start("");
+    let reply = node.request("GET", "/client", &[("x-forwarded-for", "203.0.113.9")]);
+    let id = reply.header("x-request-id").to_owned();
+    assert_eq!(
+        reply.text(),
+        format!("127.0.0.1 {id}"),
+        "the socket's address and the request id"
+    );
+    // A client cannot escape its rate limit by claiming to be another.
+    let spoofed = |ip: &str| {
+        node.request("GET", "/limited", &[("x-forwarded-for", ip)])
+            .status
+    };
+    assert_eq!([spoofed("203.0.113.1"), spoofed("203.0.113.2")], [200, 429]);
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
+    let (node, _dir) = start("\"127.0.0.0/8\", \"10.0.0.0/8\"");
+    let text = |headers: &[(&str, &str)]| {
+        let text = node.request("GET", "/client", headers).text();
+        text.split(' ').next().unwrap().to_owned()
+    };
+    // The nearest address that is not a trusted proxy: what the client
+    // wrote itself (6.6.6.6) lies beyond it.
+    assert_eq!(
+        text(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.2.3")]),
+        "203.0.113.9"
+    );
+    assert_eq!(
+        text(&[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https")]),
+        "2001:db8::7"
+    );
+    assert_eq!(text(&[]), "127.0.0.1", "no field: the proxy itself");
+    // Each forwarded client has its own rate limit.
+    let from = |ip: &str| {
+        node.request("GET", "/limited", &[("x-forwarded-for", ip)])
+            .status
+    };
+    assert_eq!([from("203.0.113.1"), from("203.0.113.2")], [200, 200]);
+    assert_eq!(from("203.0.113.1"), 429);
+}
+
+#[test]
+fn a_bad_trusted_range_is_refused_at_start_naming_the_line() {
+    let dir = outpost_tests::temp_dir();
+    let config = outpost_tests::write_config(
+        dir.path(),
+        "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n[apps.c]\ncomponent = \"x.wasm\"\nroutes = [\"/\"]\n",
+    );
+    let (status, stderr) = outpost_tests::run_to_exit(
+        OUTPOST.as_ref(),
+        &["serve", "--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("node.toml:2: http.trusted_proxies: \"10.0.0.0/33\" is not a CIDR range"),
+        "{stderr}"
+    );
+}
