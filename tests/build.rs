@@ -18,6 +18,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "api-gateway",
             "cache-proxy",
             "page-cache",
+            "ab-test",
         ],
     ),
     (

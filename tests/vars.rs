@@ -226,3 +226,29 @@ fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
     let node = serve_dir(OUTPOST.as_ref(), dir.path());
     assert_eq!(get(&node, "/get?name=api_key").text(), SECRET);
 }
+
+#[test]
+fn the_ab_test_example_splits_by_its_variables_and_keeps_a_visitor_on_one_variant() {
+    let toml = format!(
+        "[apps.all-b]\ncomponent = {0:?}\nroutes = [\"b.example/\"]\n\
+         [apps.all-b.variables]\nweight_b = \"100\"\ntext_b = \"the new page\"\n\
+         [apps.all-a]\ncomponent = {0:?}\nroutes = [\"a.example/\"]\n\
+         [apps.all-a.variables]\nweight_b = \"0\"\n",
+        artifacts::AB_TEST
+    );
+    let (node, _dir) = serve_config(OUTPOST.as_ref(), &toml);
+    let new_visitor = node.request("GET", "/", &[("host", "b.example")]);
+    assert_eq!(new_visitor.header("x-variant"), "b");
+    assert_eq!(new_visitor.text(), "the new page\n");
+    assert!(
+        new_visitor.header("set-cookie").starts_with("ab=b; Path=/; Max-Age=2592000"),
+        "{}",
+        new_visitor.header("set-cookie")
+    );
+    let returning = node.request("GET", "/", &[("host", "b.example"), ("cookie", "x=1; ab=a")]);
+    assert_eq!(returning.header("x-variant"), "a", "the cookie wins over the split");
+    assert!(returning.headers.get("set-cookie").is_none());
+    assert_eq!(returning.text(), "variant a\n", "no text_a: the default");
+    let other = node.request("GET", "/", &[("host", "a.example")]);
+    assert_eq!(other.header("x-variant"), "a");
+}
