@@ -83,3 +83,86 @@ fn a_bad_trusted_range_is_refused_at_start_naming_the_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn handlers_learn_where_clients_are_from_the_operators_maxmind_databases() {
+    use outpost_tests::mmdb::{Value, database};
+    let dir = outpost_tests::temp_dir();
+    let city = database(vec![
+        (
+            "81.2.69.0",
+            24,
+            Value::Map(vec![
+                (
+                    "city",
+                    Value::Map(vec![(
+                        "names",
+                        Value::Map(vec![("en", Value::Str("London"))]),
+                    )]),
+                ),
+                ("continent", Value::Map(vec![("code", Value::Str("EU"))])),
+                ("country", Value::Map(vec![("iso_code", Value::Str("GB"))])),
+            ]),
+        ),
+        (
+            "2001:db8::",
+            32,
+            Value::Map(vec![(
+                "country",
+                Value::Map(vec![("iso_code", Value::Str("JP"))]),
+            )]),
+        ),
+    ]);
+    let asn = database(vec![(
+        "81.2.69.0",
+        24,
+        Value::Map(vec![
+            ("autonomous_system_number", Value::U32(64_512)),
+            ("autonomous_system_organization", Value::Str("Test Net")),
+        ]),
+    )]);
+    std::fs::write(dir.path().join("city.mmdb"), city).unwrap();
+    std::fs::write(dir.path().join("asn.mmdb"), asn).unwrap();
+    outpost_tests::write_config(
+        dir.path(),
+        &format!(
+            "[geo]\ndatabases = [\"city.mmdb\", \"asn.mmdb\"]\n\
+             [http]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n",
+            artifacts::CONFIG_API
+        ),
+    );
+    let node = outpost_tests::serve_dir(OUTPOST.as_ref(), dir.path());
+    let geo = |ip: &str| {
+        node.request("GET", "/geo", &[("x-forwarded-for", ip)])
+            .text()
+    };
+    assert_eq!(
+        geo("81.2.69.160"),
+        "GB EU London 64512 Test Net",
+        "both databases, merged"
+    );
+    assert_eq!(geo("2001:db8:1::5"), "JP - - - -");
+    assert_eq!(geo("198.51.100.1"), "none", "listed in neither");
+    assert_eq!(node.request("GET", "/geo", &[]).text(), "none", "127.0.0.1");
+    drop(node);
+
+    // A database that is not one stops the start, naming it.
+    std::fs::write(dir.path().join("asn.mmdb"), b"not a database").unwrap();
+    let (status, stderr) = outpost_tests::run_to_exit(
+        OUTPOST.as_ref(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            dir.path().join("node.toml").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("asn.mmdb: not a readable MaxMind database"),
+        "{stderr}"
+    );
+}

@@ -241,12 +241,22 @@ fn the_ab_test_example_splits_by_its_variables_and_keeps_a_visitor_on_one_varian
     assert_eq!(new_visitor.header("x-variant"), "b");
     assert_eq!(new_visitor.text(), "the new page\n");
     assert!(
-        new_visitor.header("set-cookie").starts_with("ab=b; Path=/; Max-Age=2592000"),
+        new_visitor
+            .header("set-cookie")
+            .starts_with("ab=b; Path=/; Max-Age=2592000"),
         "{}",
         new_visitor.header("set-cookie")
     );
-    let returning = node.request("GET", "/", &[("host", "b.example"), ("cookie", "x=1; ab=a")]);
-    assert_eq!(returning.header("x-variant"), "a", "the cookie wins over the split");
+    let returning = node.request(
+        "GET",
+        "/",
+        &[("host", "b.example"), ("cookie", "x=1; ab=a")],
+    );
+    assert_eq!(
+        returning.header("x-variant"),
+        "a",
+        "the cookie wins over the split"
+    );
     assert!(returning.headers.get("set-cookie").is_none());
     assert_eq!(returning.text(), "variant a\n", "no text_a: the default");
     let other = node.request("GET", "/", &[("host", "a.example")]);

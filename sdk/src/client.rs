@@ -1,4 +1,5 @@
-//! The client of the request being handled (`outpost:edge/client`).
+//! The client of the request being handled (`outpost:edge/client`): its
+//! address, where it is, and the request's id.
 //!
 //! ```no_run
 //! use outpost_sdk::{client, handler, Request, Response, Result};
@@ -24,6 +25,42 @@ use std::net::IpAddr;
 /// ```
 pub fn ip() -> Option<IpAddr> {
     wit::ip()?.parse().ok()
+}
+
+/// Where the client is, as the node's MaxMind databases say (`[geo]
+/// databases` in node.toml): `None` without databases, or for an address
+/// none of them lists.
+///
+/// ```no_run
+/// let country = outpost_sdk::client::geo().and_then(|geo| geo.country);
+/// if country.as_deref() == Some("FR") {
+///     // bonjour
+/// }
+/// ```
+pub fn geo() -> Option<Geo> {
+    let location = wit::geo()?;
+    Some(Geo {
+        country: location.country,
+        continent: location.continent,
+        city: location.city,
+        asn: location.asn,
+        as_org: location.as_org,
+    })
+}
+
+/// Where a client is. Names are English.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Geo {
+    /// ISO 3166-1 alpha-2 country code (`FR`).
+    pub country: Option<String>,
+    /// Continent code (`EU`).
+    pub continent: Option<String>,
+    /// City name.
+    pub city: Option<String>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+    /// Autonomous system organization.
+    pub as_org: Option<String>,
 }
 
 /// The request's id: its `x-request-id`, and the id in the node's log

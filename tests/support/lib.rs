@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod mmdb;
 pub mod origin;
 pub mod raw;
 

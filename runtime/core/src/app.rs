@@ -12,6 +12,7 @@ use outpost_host::cache::{CacheCtx, CachePolicy};
 use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
+use outpost_host::geo::GeoDb;
 use outpost_host::printable_capped;
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitPolicy};
 use outpost_host::vars::{VarsCtx, VarsPolicy};
@@ -77,6 +78,8 @@ struct AppInner {
     edge: EdgeRules,
     /// Its variables and secrets.
     vars: Arc<VarsPolicy>,
+    /// The node's geo databases, if any.
+    geo: Option<Arc<GeoDb>>,
     slots: Slots,
     tail: Tail,
     stats: AppStats,
@@ -98,6 +101,7 @@ pub(crate) struct AppServices {
     pub(crate) rate_limits: Arc<RateLimitPolicy>,
     pub(crate) edge: EdgeRules,
     pub(crate) vars: Arc<VarsPolicy>,
+    pub(crate) geo: Option<Arc<GeoDb>>,
 }
 
 /// Warm instances kept per app: one per busy worker thread of a small node.
@@ -121,6 +125,7 @@ impl App {
             rate_limits,
             edge,
             vars,
+            geo,
         } = services;
         let (pre, loader) = match code {
             Ok(pre) => (OnceLock::from(pre), None),
@@ -138,6 +143,7 @@ impl App {
                 rate_limits,
                 edge,
                 vars,
+                geo,
                 tail,
                 stats: AppStats::default(),
                 warm: Mutex::new(Vec::new()),
@@ -478,7 +484,7 @@ impl AppInner {
                 cache: CacheCtx::new(self.cache.clone(), self.name.clone()),
                 rate_limits: RateLimitCtx::new(self.rate_limits.clone()),
                 vars: VarsCtx::new(self.vars.clone()),
-                client: ClientCtx::default(),
+                client: ClientCtx::new(self.geo.clone()),
             },
         );
         let pre = self

@@ -183,6 +183,7 @@ impl Runtime {
                     .vars
                     .policy(&spec.name, spec.variables.clone()),
             ),
+            geo: self.services.geo.clone(),
         };
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
         if self.config.lazy_load && artifact.exists() {

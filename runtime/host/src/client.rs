@@ -12,11 +12,13 @@
 //! consistent hashing, handlers) sees this one address.
 
 use crate::RequestMeta;
-use crate::bindings::outpost::edge::client::Host;
+use crate::bindings::outpost::edge::client::{Host, Location};
+use crate::geo::GeoDb;
 use http::HeaderMap;
 use http::header::FORWARDED;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// `X-Forwarded-For`.
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
@@ -136,12 +138,17 @@ fn node_address(text: &str) -> Option<IpAddr> {
 }
 
 /// One request's view of its client, for `outpost:edge/client`.
-#[derive(Default)]
 pub struct ClientCtx {
     request: Option<RequestMeta>,
+    geo: Option<Arc<GeoDb>>,
 }
 
 impl ClientCtx {
+    /// A context looking clients up in `geo`, if the node has databases.
+    pub fn new(geo: Option<Arc<GeoDb>>) -> Self {
+        Self { request: None, geo }
+    }
+
     /// Binds the context to the request the instance serves.
     pub fn begin(&mut self, request: RequestMeta) {
         self.request = Some(request);
@@ -157,6 +164,17 @@ impl Host for ClientCtx {
         self.request
             .map(|request| request.id.to_string())
             .unwrap_or_default()
+    }
+
+    fn geo(&mut self) -> Option<Location> {
+        let geo = self.geo.as_ref()?.lookup(self.request?.client?)?;
+        Some(Location {
+            country: geo.country,
+            continent: geo.continent,
+            city: geo.city,
+            asn: geo.asn,
+            as_org: geo.as_org,
+        })
     }
 }
 

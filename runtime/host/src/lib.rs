@@ -16,6 +16,7 @@ pub mod client;
 pub mod edge_rules;
 mod escape;
 pub mod fetch;
+pub mod geo;
 mod meta;
 pub mod ratelimit;
 mod request_id;
@@ -38,6 +39,8 @@ pub struct Services {
     pub rate_limits: Arc<ratelimit::RateLimitService>,
     /// Variables and secrets.
     pub vars: Arc<vars::VarsService>,
+    /// Geo databases, if the operator gave any.
+    pub geo: Option<Arc<geo::GeoDb>>,
 }
 
 impl Services {
@@ -46,12 +49,19 @@ impl Services {
         fetch: &fetch::FetchConfig,
         cache: &cache::CacheConfig,
         rate_limits: &ratelimit::RateLimitConfig,
+        geo_databases: &[std::path::PathBuf],
     ) -> Result<Self, String> {
+        let geo = if geo_databases.is_empty() {
+            None
+        } else {
+            Some(Arc::new(geo::GeoDb::open(geo_databases)?))
+        };
         Ok(Self {
             fetch: Arc::new(fetch::FetchService::new(fetch)?),
             cache: Arc::new(cache::CacheService::new(cache)),
             rate_limits: Arc::new(ratelimit::RateLimitService::new(rate_limits)),
             vars: Arc::new(vars::VarsService::default()),
+            geo,
         })
     }
 }

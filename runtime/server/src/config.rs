@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub cache: CacheConfig,
     /// Rate limiting's node-wide bounds.
     pub rate_limit: RateLimitConfig,
+    /// MaxMind databases for geo lookups (`[geo] databases`).
+    pub geo_databases: Vec<PathBuf>,
     /// Settings of the process-wide runtime.
     pub runtime: RuntimeConfig,
     /// The most an app may ask for: a manifest above one is refused.
@@ -219,6 +221,7 @@ impl NodeConfig {
             outbound: FetchConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            geo_databases: Vec::new(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
                 component,
@@ -336,6 +339,21 @@ impl NodeConfig {
         {
             cache.memory = mib.saturating_mul(1 << 20);
         }
+        let mut geo_databases = Vec::new();
+        for database in raw.geo.iter().flat_map(|geo| &geo.databases) {
+            let path = base.join(database.get_ref());
+            if !path.is_file() {
+                return Err(at(
+                    database.span(),
+                    "geo.databases".into(),
+                    format!(
+                        "{} is not a file; give the path of a .mmdb database (relative to this file)",
+                        path.display()
+                    ),
+                ));
+            }
+            geo_databases.push(path);
+        }
         let mut rate_limit = RateLimitConfig::default();
         if let Some(raw_rate_limit) = &raw.rate_limit
             && let Some(max) = positive(&raw_rate_limit.max_keys, "rate_limit.max_keys", &at)?
@@ -417,6 +435,7 @@ impl NodeConfig {
             outbound,
             cache,
             rate_limit,
+            geo_databases,
             runtime,
             maxima,
             apps,
@@ -510,6 +529,7 @@ struct RawNode {
     outbound: Option<RawOutbound>,
     cache: Option<RawNodeCache>,
     rate_limit: Option<RawNodeRateLimit>,
+    geo: Option<RawGeo>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
     lazy_load: bool,
@@ -524,6 +544,15 @@ struct RawNode {
 struct RawNodeCache {
     /// Bytes all apps' stored responses may take together, in MiB.
     memory_mib: Option<Spanned<u64>>,
+}
+
+/// `[geo]`: where clients are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeo {
+    /// MaxMind-format databases (City or Country, ASN), read at start.
+    #[serde(default)]
+    databases: Vec<Spanned<String>>,
 }
 
 /// `[rate_limit]`: bounds of every app's rate limiting.

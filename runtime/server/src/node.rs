@@ -30,8 +30,13 @@ impl Node {
     /// precompiled cache lacks) and binds one listener per worker. Any bad app
     /// fails the whole start: a node never serves half its config.
     pub fn start(config: NodeConfig, workers: usize) -> anyhow::Result<Self> {
-        let services = Services::new(&config.outbound, &config.cache, &config.rate_limit)
-            .map_err(|err| anyhow::anyhow!(err))?;
+        let services = Services::new(
+            &config.outbound,
+            &config.cache,
+            &config.rate_limit,
+            &config.geo_databases,
+        )
+        .map_err(|err| anyhow::anyhow!(err))?;
         let runtime = Arc::new(Runtime::new(config.runtime.clone(), services)?);
         let mut apps = Vec::with_capacity(config.apps.len());
         for app_config in &config.apps {
