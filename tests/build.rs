@@ -19,6 +19,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "cache-proxy",
             "page-cache",
             "ab-test",
+            "geo-block",
         ],
     ),
     (

@@ -128,8 +128,11 @@ fn handlers_learn_where_clients_are_from_the_operators_maxmind_databases() {
         &format!(
             "[geo]\ndatabases = [\"city.mmdb\", \"asn.mmdb\"]\n\
              [http]\ntrusted_proxies = [\"127.0.0.1\"]\n\
-             [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n",
-            artifacts::CONFIG_API
+             [apps.c]\ncomponent = {:?}\nroutes = [\"/\"]\n\
+             [apps.geo]\ncomponent = {:?}\nroutes = [\"geo.example/\"]\n\
+             [apps.geo.variables]\ndeny_countries = \"KP, GB\"\n",
+            artifacts::CONFIG_API,
+            artifacts::GEO_BLOCK
         ),
     );
     let node = outpost_tests::serve_dir(OUTPOST.as_ref(), dir.path());
@@ -145,6 +148,19 @@ fn handlers_learn_where_clients_are_from_the_operators_maxmind_databases() {
     assert_eq!(geo("2001:db8:1::5"), "JP - - - -");
     assert_eq!(geo("198.51.100.1"), "none", "listed in neither");
     assert_eq!(node.request("GET", "/geo", &[]).text(), "none", "127.0.0.1");
+    // The geo-block example, denying GB, on another host.
+    let blocked = |ip: &str| {
+        node.request(
+            "GET",
+            "/",
+            &[("host", "geo.example"), ("x-forwarded-for", ip)],
+        )
+    };
+    let refused = blocked("81.2.69.160");
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.text(), "not available from GB\n");
+    assert_eq!(blocked("2001:db8::1").text(), "welcome from JP: /\n");
+    assert_eq!(blocked("198.51.100.1").status, 200, "unknown = allow");
     drop(node);
 
     // A database that is not one stops the start, naming it.

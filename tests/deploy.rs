@@ -946,6 +946,58 @@ async fn cli_new_build_dev_then_edits_are_served() {
     );
 }
 
+#[tokio::test]
+async fn cli_dev_serves_the_projects_local_secrets_and_reloads_them() {
+    let (_dir, project) = new_project("keyed");
+    let gitignore = std::fs::read_to_string(project.join(".gitignore")).unwrap();
+    assert!(gitignore.contains("/.secrets.toml"), "{gitignore}");
+    std::fs::write(
+        project.join("src/lib.rs"),
+        "use outpost_sdk::{handler, secret, Request, Response, Result};\n\
+         #[handler]\n\
+         fn handle(_req: Request) -> Result<Response> {\n\
+         \x20   let key = secret(\"api_key\").map_or(\"none\".to_owned(), |key| key.expose().to_owned());\n\
+         \x20   Ok(Response::text(format!(\"key {key}\\n\")))\n\
+         }\n",
+    )
+    .unwrap();
+    std::fs::write(project.join(".secrets.toml"), "api_key = \"local-value\"\n").unwrap();
+    let server =
+        Outpost::spawn(outpost_cli(&project, &["dev", "--port", "0"])).expect("dev serves");
+    let client = HttpClient::http1();
+    assert_eq!(
+        client.get(&server.url("/")).await.unwrap().text(),
+        "key local-value\n"
+    );
+    // Editing the file reloads, as a source edit does.
+    std::fs::write(project.join(".secrets.toml"), "api_key = \"changed\"\n").unwrap();
+    assert!(
+        server.wait_for_stdout("reloaded keyed", 1, Duration::from_secs(300)),
+        "reloaded:\n{}",
+        server.logs()
+    );
+    assert_eq!(
+        client.get(&server.url("/")).await.unwrap().text(),
+        "key changed\n"
+    );
+    // A bad name is an error naming the file and line; the last good
+    // version serves on.
+    std::fs::write(
+        project.join(".secrets.toml"),
+        "ok = \"1\"\nApi-Key = \"x\"\n",
+    )
+    .unwrap();
+    assert!(
+        server.wait_for_log_within(".secrets.toml:2: ", Duration::from_secs(60)),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        client.get(&server.url("/")).await.unwrap().text(),
+        "key changed\n"
+    );
+}
+
 #[test]
 fn token_new_prints_a_secret_and_only_its_hash_for_node_toml() {
     let dir = temp_dir();

@@ -62,6 +62,8 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
         config.outbound.allow_private.extend(range.clone());
     }
     let node = Node::start(config, 1)?;
+    let vars = node.runtime().services().vars.clone();
+    vars.set_secrets(&manifest.name, local_secrets(&project.dir)?);
     // The same first line as `outpost serve`: scripts wait for it.
     out!("listening on http://{}", node.local_addr());
     out!(
@@ -143,7 +145,12 @@ impl Reloader {
         if self.no_cache {
             manifest.cache.in_front = false;
         }
+        let secrets = local_secrets(&self.project.dir)?;
         let component = self.project.build()?;
+        self.runtime
+            .services()
+            .vars
+            .set_secrets(&manifest.name, secrets);
         let (app, _) = self.runtime.load_app(&manifest.spec(component))?;
         // A node keeps an app's cache across deploys; while developing,
         // the new code's answers are what one wants to see.
@@ -169,8 +176,49 @@ impl Reloader {
     }
 }
 
+/// The file of local secrets `outpost dev` serves, in the project
+/// directory: `NAME = "value"` lines, kept out of version control (`outpost
+/// new` puts it in .gitignore). What `outpost secret put` holds on a node.
+const SECRETS_FILE: &str = ".secrets.toml";
+
+/// The secrets of `DIR/.secrets.toml`, none if there is no such file.
+fn local_secrets(dir: &Path) -> anyhow::Result<outpost_host::vars::Secrets> {
+    let path = dir.join(SECRETS_FILE);
+    let source = match std::fs::read_to_string(&path) {
+        Ok(source) => source,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(err) => anyhow::bail!("{}: cannot read: {err}", path.display()),
+    };
+    let line = |offset: usize| source[..offset].matches('\n').count() + 1;
+    let table: BTreeMap<String, toml::Spanned<String>> =
+        toml::from_str(&source).map_err(|err| {
+            let at = err
+                .span()
+                .map(|span| format!(":{}", line(span.start)))
+                .unwrap_or_default();
+            crate::exit::usage(format!(
+                "{}{at}: {} (write one `name = \"value\"` per line)",
+                path.display(),
+                err.message().trim()
+            ))
+        })?;
+    let mut secrets = outpost_host::vars::Secrets::new();
+    for (name, value) in table {
+        outpost_store::VarName::parse(&name).map_err(|err| {
+            crate::exit::usage(format!(
+                "{}:{}: {err}",
+                path.display(),
+                line(value.span().start)
+            ))
+        })?;
+        secrets.insert(name, outpost_host::vars::Secret::new(value.get_ref()));
+    }
+    Ok(secrets)
+}
+
 /// Modification time and size of every file of the project, except build
-/// output (`target/`, `Cargo.lock`) and hidden directories (`.git`).
+/// output (`target/`, `Cargo.lock`) and hidden directories (`.git`); the
+/// local secrets file is one of them.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
     let mut files = BTreeMap::new();
     let mut pending = vec![dir.to_owned()];
@@ -181,7 +229,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name == "target" || name == "Cargo.lock" || name.starts_with('.') {
+            if name == "target"
+                || name == "Cargo.lock"
+                || (name.starts_with('.') && name != SECRETS_FILE)
+            {
                 continue;
             }
             let Ok(metadata) = entry.metadata() else {
