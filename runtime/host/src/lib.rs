@@ -17,6 +17,7 @@ pub mod edge_rules;
 mod escape;
 pub mod fetch;
 pub mod geo;
+pub mod jwt;
 mod meta;
 pub mod ratelimit;
 mod request_id;
