@@ -35,6 +35,7 @@ fn main() {
         &FetchConfig::default(),
         &CacheConfig::default(),
         &RateLimitConfig::default(),
+        &[],
     )
     .expect("services start");
     let runtime =
