@@ -6,7 +6,7 @@
 
 use crate::{AppName, AppStore, StoreError, io_error, sync_dir, write_atomic_mode};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The name of a variable or a secret, checked: it becomes a file name and
 /// a `wasi:config` key, so it is 1 to 64 lowercase letters, digits and
@@ -73,24 +73,10 @@ impl AppStore {
         }
     }
 
-    /// The names of `app`'s secrets, sorted.
+    /// The names of `app`'s secrets, sorted. (Temp files of interrupted
+    /// writes start with a dot: not names.)
     pub fn secret_names(&self, app: &AppName) -> Result<Vec<VarName>, StoreError> {
-        let dir = self.app_secrets_dir(app);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(io_error(format!("cannot list {}", dir.display()))(err)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error(format!("cannot list {}", dir.display())))?;
-            // Temp files of interrupted writes start with a dot: not names.
-            if let Ok(name) = VarName::parse(&entry.file_name().to_string_lossy()) {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        names_in(&self.app_secrets_dir(app), |name| VarName::parse(name).ok())
     }
 
     /// `app`'s secrets with their values, sorted by name.
@@ -113,21 +99,7 @@ impl AppStore {
     /// The apps holding secrets, deployed or not (a secret may be set
     /// before the app's first deploy).
     pub fn apps_with_secrets(&self) -> Result<Vec<AppName>, StoreError> {
-        let dir = self.root.join("secrets");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(io_error(format!("cannot list {}", dir.display()))(err)),
-        };
-        let mut apps = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error(format!("cannot list {}", dir.display())))?;
-            if let Ok(app) = AppName::parse(&entry.file_name().to_string_lossy()) {
-                apps.push(app);
-            }
-        }
-        apps.sort();
-        Ok(apps)
+        names_in(&self.root.join("secrets"), |name| AppName::parse(name).ok())
     }
 
     /// Removes every secret of `app`.
@@ -143,6 +115,24 @@ impl AppStore {
     fn app_secrets_dir(&self, app: &AppName) -> PathBuf {
         self.root.join("secrets").join(app.as_str())
     }
+}
+
+/// The entries of `dir` whose names `parse` accepts, sorted; none if
+/// `dir` does not exist.
+fn names_in<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, StoreError> {
+    let listing_error = || io_error(format!("cannot list {}", dir.display()));
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(listing_error()(err)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(listing_error())?;
+        names.extend(parse(&entry.file_name().to_string_lossy()));
+    }
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]
