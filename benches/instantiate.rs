@@ -49,6 +49,7 @@ fn main() {
             backends: Vec::new(),
             cache: CacheRules::default(),
             rate_limits: Vec::new(),
+            jwt: Vec::new(),
             edge: Vec::new(),
             variables: Default::default(),
         })

@@ -11,8 +11,9 @@ answered before any instance exists), Varnish and nginx `proxy_cache`, next
 to native-hello answering the same 1 KiB itself; and the revalidation path
 (`max-age=0` with an ETag: every request revalidated with the origin, which
 answers 304) on Outpost and nginx (`proxy_cache_revalidate on`); then the
-limit scenario: every request refused with 429 by an `[[edge]]` rate limit
-before any instance exists, against native-hello answering 200 itself.
+limit scenario: every request refused with 429 by an `[[edge]]` rate limit,
+and with 401 by an `[[edge]]` JWT rule (no token), before any instance
+exists, against native-hello answering 200 itself.
 
     python3 benches/load.py                 # full run (about 12 minutes)
     python3 benches/load.py --duration 5 --runs 1 --connections 64
@@ -330,37 +331,49 @@ def print_cache(results, args):
                           f"(p99 {o['p99']:.0f} vs {rows[name]['p99']:.0f} µs)")
 
 
-def outpost_limited(args, port, hello, release, cache):
-    """Outpost serving the hello component behind an `[[edge]]` rate limit
-    of one request a day: the readiness probe takes it, wrk gets 429s."""
-    config = ROOT / "target" / "bench-limit-node.toml"
-    config.write_text(f"""[apps.hello]
-component = "{hello}"
-routes = ["/"]
-[apps.hello.rate_limits.all]
+def outpost_limited(args, port, hello, release, cache, refusal):
+    """Outpost serving the hello component behind an `[[edge]]` rule: a
+    rate limit of one request a day (`refusal` 429: the readiness probe
+    takes it, wrk gets 429s), or a JWT policy (401: wrk sends no token)."""
+    config = ROOT / "target" / f"bench-{refusal}-node.toml"
+    if refusal == 429:
+        rule = """[apps.hello.rate_limits.all]
 requests = 1
 period_s = 86400
 burst = 1
 [[apps.hello.edge]]
 path = "/"
 rate_limit = "all"
-""")
+"""
+    else:
+        pem = (ROOT / "runtime/host/src/jwt/testdata/ec.pub").read_text()
+        rule = f"""[apps.hello.jwt.users]
+algorithms = ["ES256"]
+keys = [{{ alg = "ES256", pem = {json.dumps(pem)} }}]
+[[apps.hello.edge]]
+path = "/"
+jwt = "users"
+"""
+    config.write_text(f"""[apps.hello]
+component = "{hello}"
+routes = ["/"]
+{rule}""")
     return Server("outpost", [args.outpost_bin or release / "outpost", "serve", "--config", config,
                               "--listen", f"127.0.0.1:{port}", "--cache-dir", cache,
                               *args.outpost_args.split()], port, env={"RUST_LOG": "warn"})
 
 
 def limit_scenario(args, servers, hello, release, cache):
-    """Declarative 429s on Outpost against native-hello's 200s."""
+    """Declarative 429s and 401s on Outpost against native-hello's 200s."""
     results = {}
-    for name in ("native", "outpost"):
-        if name not in servers:
+    for name in ("native", "outpost-429", "outpost-401"):
+        if name.split("-")[0] not in servers:
             continue
         port = free_port()
         if name == "native":
             server = Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}"], port)
         else:
-            server = outpost_limited(args, port, hello, release, cache)
+            server = outpost_limited(args, port, hello, release, cache, int(name.split("-")[1]))
         try:
             time.sleep(1)
             runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
@@ -372,14 +385,16 @@ def limit_scenario(args, servers, hello, release, cache):
 
 def print_limit(results, args):
     print()
-    print(f"limit: every request refused (429) by an [[edge]] rate limit; native answers 200, "
-          f"wrk 64 connections, {args.duration}s x {args.runs} runs (medians)")
-    print(f"{'server':<9}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'non-2xx':>9}")
+    print(f"limit: every request refused by an [[edge]] rule, 429 (rate limit) or 401 (JWT, no token); "
+          f"native answers 200, wrk 64 connections, {args.duration}s x {args.runs} runs (medians)")
+    print(f"{'server':<12}{'req/s':>11}{'p50 µs':>9}{'p99 µs':>9}{'non-2xx':>9}")
     for name, r in results.items():
-        print(f"{name:<9}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>9.0f}")
-    if "outpost" in results and "native" in results:
-        o, n = results["outpost"], results["native"]
-        print(f"Outpost 429 / native 200 {o['rps'] / n['rps']:.2f}x req/s (p99 {o['p99']:.0f} vs {n['p99']:.0f} µs)")
+        print(f"{name:<12}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>9.0f}")
+    for refusal in ("429", "401"):
+        if f"outpost-{refusal}" in results and "native" in results:
+            o, n = results[f"outpost-{refusal}"], results["native"]
+            print(f"Outpost {refusal} / native 200 {o['rps'] / n['rps']:.2f}x req/s "
+                  f"(p99 {o['p99']:.0f} vs {n['p99']:.0f} µs)")
 
 
 def origin_count(origin, what):

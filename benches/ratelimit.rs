@@ -11,6 +11,7 @@
 
 use http::{HeaderMap, Method};
 use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
+use outpost_host::jwt::JwtPolicies;
 use outpost_host::ratelimit::{KeySource, Mode, RateLimitConfig, RateLimitService, RateLimitSpec};
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -36,12 +37,14 @@ fn main() {
         &[EdgeRuleSpec {
             path: "/api".into(),
             methods: Vec::new(),
+            jwt: None,
             rate_limit: Some("bench".into()),
         }],
+        &JwtPolicies::default(),
         &policy,
     );
     let keys: Vec<[u8; 8]> = (0..100_000u64).map(u64::to_le_bytes).collect();
-    let headers = HeaderMap::new();
+    let mut headers = HeaderMap::new();
     let client: IpAddr = "203.0.113.7".parse().unwrap();
 
     println!("{:<34}{:>12}", "case", "ns per call");
@@ -57,7 +60,7 @@ fn main() {
     });
     report("edge rule (match + check + fields)", || {
         for _ in 0..CALLS {
-            black_box(rules.check(&Method::GET, "/api/items", &headers, Some(client)));
+            black_box(rules.check(&Method::GET, "/api/items", &mut headers, Some(client)));
         }
     });
 }

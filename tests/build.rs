@@ -36,6 +36,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "cache-api",
             "ratelimit-api",
             "config-api",
+            "jwt-api",
         ],
     ),
 ];

@@ -18,7 +18,8 @@
 //! bounds its size), and the response body is written after it returns.
 //! [`fetch`] sends requests to origins and named backends; [`cache`] looks
 //! up, stores and purges responses in the app's edge cache; [`ratelimit`]
-//! counts requests against the app's rate-limit policies; [`var`] and
+//! counts requests against the app's rate-limit policies; [`jwt`]
+//! verifies tokens with its JWT policies; [`var`] and
 //! [`secret`] read the app's variables and secrets; [`client`] says who
 //! the client is.
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod client;
 mod error;
 pub mod fetch;
+pub mod jwt;
 pub mod ratelimit;
 mod request;
 mod response;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod jose;
 pub mod mmdb;
 pub mod origin;
 pub mod raw;
@@ -120,6 +121,59 @@ impl Outpost {
         }
         let request = builder.body(Full::default()).expect("a valid request");
         block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+    }
+
+    /// `METHOD path` on the admin API with bearer `token` and `body`.
+    pub fn admin(&self, method: &str, path: &str, token: &str, body: impl Into<Bytes>) -> Reply {
+        self.admin_with(method, path, token, &[], body)
+    }
+
+    /// As [`admin`](Self::admin), with `headers` too.
+    pub fn admin_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(self.admin_url(path))
+            .header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(body.into()))
+            .expect("a valid request");
+        block_on(HttpClient::http1().send(request)).expect("an admin answer")
+    }
+
+    /// Uploads `component` with `manifest` as a new version of `app`
+    /// through the admin API (bearer `token`, with the deploy scope) and
+    /// activates it.
+    pub fn deploy(&self, token: &str, app: &str, manifest: &str, component: &Path) {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(manifest);
+        let upload = self.admin_with(
+            "POST",
+            &format!("/v1/apps/{app}/versions"),
+            token,
+            &[("outpost-manifest", &encoded)],
+            std::fs::read(component).expect("the component is readable"),
+        );
+        assert_eq!(upload.status, 201, "{}", upload.text());
+        let version: serde_json::Value =
+            serde_json::from_slice(&upload.body).expect("the upload answer is JSON");
+        let version = version["version"].as_u64().expect("a version number");
+        let activate = self.admin(
+            "POST",
+            &format!("/v1/apps/{app}/versions/{version}/activate"),
+            token,
+            Bytes::new(),
+        );
+        assert_eq!(activate.status, 200, "{}", activate.text());
     }
 
     /// The admin API's `/v1/stats`, read with bearer `token`.

@@ -11,6 +11,7 @@
 //! | `/upload` | `got N` for an N-byte request body |
 //! | `/concurrent` | waits 200 ms; the most requests in flight at once is counted |
 //! | `/status?code=N` | status N |
+//! | `/jwks` | the key set given to [`Origin::set_jwks`], `Cache-Control: max-age=300`; counted |
 //! | `/cacheable?max_age=N` | `Cache-Control: max-age=N`, `ETag: "v1"`, `Cache-Tag: product`; `304` to `If-None-Match: "v1"`; counted |
 
 use bytes::Bytes;
@@ -40,6 +41,8 @@ struct Counters {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     cacheables: AtomicUsize,
+    jwks: std::sync::Mutex<String>,
+    jwks_fetches: AtomicUsize,
 }
 
 impl Origin {
@@ -113,6 +116,16 @@ impl Origin {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// From now on, `/jwks` answers `json`.
+    pub fn set_jwks(&self, json: &str) {
+        *self.counters.jwks.lock().unwrap() = json.to_owned();
+    }
+
+    /// Requests for `/jwks` so far.
+    pub fn jwks_fetches(&self) -> usize {
+        self.counters.jwks_fetches.load(Ordering::SeqCst)
     }
 
     /// Where it listens.
@@ -229,6 +242,14 @@ async fn answer(request: http::Request<Incoming>, counters: &Counters) -> http::
             )
         }
         "/healthz" => text(200, "healthy"),
+        "/jwks" => {
+            counters.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            let mut response = text(200, counters.jwks.lock().unwrap().clone());
+            let headers = response.headers_mut();
+            headers.insert("content-type", "application/json".parse().unwrap());
+            headers.insert("cache-control", "max-age=300".parse().unwrap());
+            response
+        }
         "/slow-head" => {
             tokio::time::sleep(Duration::from_millis(number("ms").unwrap_or(1000))).await;
             text(200, "late")

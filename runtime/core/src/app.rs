@@ -13,6 +13,7 @@ use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::geo::GeoDb;
+use outpost_host::jwt::{JwtCtx, JwtPolicies};
 use outpost_host::printable_capped;
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitPolicy};
 use outpost_host::vars::{VarsCtx, VarsPolicy};
@@ -74,6 +75,8 @@ struct AppInner {
     cache: Arc<CachePolicy>,
     /// Its rate-limit policies, shared by its requests.
     rate_limits: Arc<RateLimitPolicy>,
+    /// Its JWT policies, shared by its requests.
+    jwt: Arc<JwtPolicies>,
     /// Its `[[edge]]` rules.
     edge: EdgeRules,
     /// Its variables and secrets.
@@ -99,6 +102,7 @@ pub(crate) struct AppServices {
     pub(crate) fetch: (Arc<FetchService>, Arc<FetchPolicy>),
     pub(crate) cache: Arc<CachePolicy>,
     pub(crate) rate_limits: Arc<RateLimitPolicy>,
+    pub(crate) jwt: Arc<JwtPolicies>,
     pub(crate) edge: EdgeRules,
     pub(crate) vars: Arc<VarsPolicy>,
     pub(crate) geo: Option<Arc<GeoDb>>,
@@ -123,6 +127,7 @@ impl App {
             fetch,
             cache,
             rate_limits,
+            jwt,
             edge,
             vars,
             geo,
@@ -141,6 +146,7 @@ impl App {
                 fetch,
                 cache,
                 rate_limits,
+                jwt,
                 edge,
                 vars,
                 geo,
@@ -483,6 +489,7 @@ impl AppInner {
                 ),
                 cache: CacheCtx::new(self.cache.clone(), self.name.clone()),
                 rate_limits: RateLimitCtx::new(self.rate_limits.clone()),
+                jwt: JwtCtx::new(self.jwt.clone()),
                 vars: VarsCtx::new(self.vars.clone()),
                 client: ClientCtx::new(self.geo.clone()),
             },

@@ -13,6 +13,7 @@ use outpost_host::cache::{CacheCtx, CacheRules};
 use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
+use outpost_host::jwt::{JwtCtx, JwtPolicies, JwtSpec};
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitSpec};
 use outpost_host::vars::VarsCtx;
 use std::collections::BTreeMap;
@@ -88,6 +89,8 @@ pub struct AppSpec {
     pub cache: CacheRules,
     /// Its rate-limit policies (`[rate_limits.NAME]`).
     pub rate_limits: Vec<RateLimitSpec>,
+    /// Its JWT policies (`[jwt.NAME]`).
+    pub jwt: Vec<JwtSpec>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
     /// Its `[variables]`.
@@ -173,16 +176,19 @@ impl Runtime {
                 .rate_limits
                 .policy(&spec.name, &spec.rate_limits),
         );
+        let vars = Arc::new(
+            self.services
+                .vars
+                .policy(&spec.name, spec.variables.clone()),
+        );
+        let jwt = Arc::new(JwtPolicies::new(&spec.jwt, &fetch.0, &vars));
         let services = AppServices {
+            edge: EdgeRules::resolve(&spec.edge, &jwt, &rate_limits),
             fetch,
             cache,
-            edge: EdgeRules::resolve(&spec.edge, &rate_limits),
             rate_limits,
-            vars: Arc::new(
-                self.services
-                    .vars
-                    .policy(&spec.name, spec.variables.clone()),
-            ),
+            jwt,
+            vars,
             geo: self.services.geo.clone(),
         };
         let artifact = self.shared.cache.artifact_for(path, &bytes)?;
@@ -279,6 +285,9 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
             edge::ratelimit::add_to_linker::<_, HasSelf<RateLimitCtx>>(linker, |state| {
                 &mut state.rate_limits
             })
+        })
+        .and_then(|()| {
+            edge::jwt::add_to_linker::<_, HasSelf<JwtCtx>>(linker, |state| &mut state.jwt)
         })
         .and_then(|()| {
             config::store::add_to_linker::<_, HasSelf<VarsCtx>>(linker, |state| &mut state.vars)

@@ -12,6 +12,7 @@ use crate::tail::Tail;
 use outpost_host::cache::CacheCtx;
 use outpost_host::client::ClientCtx;
 use outpost_host::fetch::FetchCtx;
+use outpost_host::jwt::JwtCtx;
 use outpost_host::ratelimit::RateLimitCtx;
 use outpost_host::vars::VarsCtx;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub(crate) struct HostCtxs {
     pub(crate) fetch: FetchCtx,
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
+    pub(crate) jwt: JwtCtx,
     pub(crate) vars: VarsCtx,
     pub(crate) client: ClientCtx,
 }
@@ -51,6 +53,7 @@ pub(crate) struct RequestState {
     pub(crate) fetch: FetchCtx,
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
+    pub(crate) jwt: JwtCtx,
     pub(crate) vars: VarsCtx,
     pub(crate) client: ClientCtx,
     pub(crate) memory: MemoryLimiter,
@@ -71,6 +74,7 @@ impl RequestState {
             fetch,
             cache,
             rate_limits,
+            jwt,
             vars,
             client,
         } = host;
@@ -106,6 +110,7 @@ impl RequestState {
             fetch,
             cache,
             rate_limits,
+            jwt,
             vars,
             client,
             memory: MemoryLimiter::new(memory),

@@ -18,10 +18,11 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     // A purge walks the app's entries on a blocking thread, and a lookup
     // may wait for a concurrent request's insert; an insert answers from
-    // memory at once.
+    // memory at once. A JWT check may wait for its policy's key set.
     imports: {
         "outpost:edge/cache.purge": async,
         "outpost:edge/cache.lookup": async,
+        "outpost:edge/jwt.verify": async,
     },
     require_store_data_send: true,
     with: {

@@ -1,6 +1,8 @@
-//! JWT verification: the checks of a `[jwt.NAME]` policy, free of I/O, so
-//! that `[[edge]]` rules and `outpost:edge/jwt` decide alike (both still to
-//! be wired: see the README's "Not built yet").
+//! JWT verification: the checks of a `[jwt.NAME]` policy ([`JwtVerifier`],
+//! free of I/O), the policy's keys ([`policy`]: inline, an HS secret the
+//! node holds, a JWKS fetched through the upstream fetch path), and the
+//! `outpost:edge/jwt` interface ([`guest`]), so that `[[edge]]` rules and
+//! handlers decide alike.
 //!
 //! Signatures are checked by `jsonwebtoken` (RustCrypto backend: no second
 //! TLS crypto provider next to rustls' ring). Everything a token says
@@ -12,12 +14,24 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub use jsonwebtoken::Algorithm;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr as _;
+
+mod guest;
+mod jwks;
+mod policy;
+
+pub use guest::JwtCtx;
+pub use jwks::Jwks;
+pub use policy::{
+    JwtOutcome, JwtPolicies, JwtPolicy, JwtRefusal, JwtSpec, TokenSource, forwarded_claims,
+};
 
 /// Tokens longer than this are refused before any parsing.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 << 10;
@@ -63,6 +77,7 @@ impl fmt::Display for JwtError {
 /// A key of a policy: used only with its own algorithm, and only for
 /// tokens naming its `kid` (a key without one fits tokens without one).
 /// Its `Debug` shows which key, never the key.
+#[derive(Clone)]
 pub struct VerifyingKey {
     pub kid: Option<String>,
     pub alg: Algorithm,
@@ -84,12 +99,7 @@ impl VerifyingKey {
     pub fn from_pem(kid: Option<String>, alg: Algorithm, pem: &str) -> Result<Self, String> {
         let pem = pem.as_bytes();
         let key = match alg {
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem),
+            alg if is_rsa(alg) => DecodingKey::from_rsa_pem(pem),
             Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
             Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
@@ -105,14 +115,52 @@ impl VerifyingKey {
     pub fn from_jwk(jwk: &str) -> Result<Self, String> {
         let parsed: jsonwebtoken::jwk::Jwk =
             serde_json::from_str(jwk).map_err(|err| format!("not a JWK: {err}"))?;
-        let alg = parsed
-            .common
-            .key_algorithm
-            .and_then(|alg| Algorithm::from_str(&format!("{alg:?}")).ok())
+        let alg = jwk_algorithm(&parsed)
             .ok_or("the JWK has no signing `alg`: keys are pinned to one algorithm")?;
-        let key = DecodingKey::from_jwk(&parsed).map_err(|err| format!("unusable JWK: {err}"))?;
+        Self::of_jwk(&parsed, alg)
+    }
+
+    /// The keys of a JWKS entry, for the algorithms a policy pins: one key
+    /// for an entry with an `alg`; an entry without one is used with the
+    /// algorithm its curve implies (EC, OKP) or, for RSA, with each RSA
+    /// algorithm the policy pins (RS and PS share keys, not weaknesses).
+    /// Secret (`oct`) and encryption keys are refused: a published key set
+    /// holds public signing keys only.
+    pub fn from_jwks_entry(
+        jwk: &jsonwebtoken::jwk::Jwk,
+        pinned: &[Algorithm],
+    ) -> Result<Vec<Self>, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            return Err("an encryption key (`use: enc`)".into());
+        }
+        let algorithms = match (&jwk.algorithm, jwk_algorithm(jwk)) {
+            (AlgorithmParameters::OctetKey(_), _) => {
+                return Err("a secret (`kty: oct`) key in a published key set".into());
+            }
+            (_, Some(alg)) => vec![alg],
+            (AlgorithmParameters::EllipticCurve(ec), None) => match ec.curve {
+                EllipticCurve::P256 => vec![Algorithm::ES256],
+                EllipticCurve::P384 => vec![Algorithm::ES384],
+                _ => return Err(format!("curve {:?} is not supported", ec.curve)),
+            },
+            (AlgorithmParameters::OctetKeyPair(_), None) => vec![Algorithm::EdDSA],
+            (AlgorithmParameters::RSA(_), None) => {
+                pinned.iter().copied().filter(|alg| is_rsa(*alg)).collect()
+            }
+            (_, None) => return Err("a key type this verifier does not know".into()),
+        };
+        algorithms
+            .into_iter()
+            .filter(|alg| pinned.contains(alg))
+            .map(|alg| Self::of_jwk(jwk, alg))
+            .collect()
+    }
+
+    fn of_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<Self, String> {
+        let key = DecodingKey::from_jwk(jwk).map_err(|err| format!("unusable JWK: {err}"))?;
         Ok(Self {
-            kid: parsed.common.key_id.clone(),
+            kid: jwk.common.key_id.clone(),
             alg,
             key,
         })
@@ -120,7 +168,7 @@ impl VerifyingKey {
 
     /// An HMAC secret for `alg` (HS256/384/512).
     pub fn from_secret(kid: Option<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, String> {
-        if !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        if !is_hmac(alg) {
             return Err(format!("a secret is a key for HS256/384/512, not {alg:?}"));
         }
         let key = DecodingKey::from_secret(secret).map_err(|err| err.to_string())?;
@@ -128,7 +176,34 @@ impl VerifyingKey {
     }
 }
 
-/// A policy's checks.
+/// Whether `alg` is an RSA signature (RS or PS).
+pub fn is_rsa(alg: Algorithm) -> bool {
+    matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+    )
+}
+
+/// Whether `alg` is an HMAC (HS).
+pub fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// A JWK's own signing algorithm, if it names one.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    jwk.common
+        .key_algorithm
+        .and_then(|alg| Algorithm::from_str(&format!("{alg:?}")).ok())
+}
+
+/// A policy's checks, and its keys known in advance (more may come from
+/// elsewhere: see [`verify_with`](Self::verify_with)).
+#[derive(Debug)]
 pub struct JwtVerifier {
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
@@ -142,6 +217,17 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// The verified claims of `token`, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+        self.verify_with(token, |_, _| None::<&VerifyingKey>)
+    }
+
+    /// As [`verify`](Self::verify), asking `more` for a key of the token's
+    /// algorithm and `kid` when none of [`keys`](Self::keys) fits. `more`
+    /// is not asked about a token refused for its header alone.
+    pub fn verify_with<K: Borrow<VerifyingKey>>(
+        &self,
+        token: &str,
+        more: impl FnOnce(Algorithm, Option<&str>) -> Option<K>,
+    ) -> Result<Map<String, Value>, JwtError> {
         if token.len() > self.max_token_bytes {
             return Err(JwtError::Malformed(format!(
                 "longer than {} bytes",
@@ -178,15 +264,22 @@ impl JwtVerifier {
         if !self.algorithms.contains(&alg) {
             return Err(JwtError::AlgorithmNotAllowed);
         }
-        let kid = header.get("kid").and_then(Value::as_str);
-        let key = self
-            .keys
-            .iter()
-            .find(|key| key.alg == alg && key.kid.as_deref() == kid)
-            .ok_or(JwtError::UnknownKey)?;
         // Claims are parsed here too: duplicates are refused, and they must
         // be an object.
         json_object(payload, "claims")?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let found;
+        let key = match self
+            .keys
+            .iter()
+            .find(|key| key.alg == alg && key.kid.as_deref() == kid)
+        {
+            Some(key) => key,
+            None => {
+                found = more(alg, kid).ok_or(JwtError::UnknownKey)?;
+                found.borrow()
+            }
+        };
 
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway_s;

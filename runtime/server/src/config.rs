@@ -233,6 +233,7 @@ impl NodeConfig {
                     backends: Vec::new(),
                     cache: CacheRules::default(),
                     rate_limits: Vec::new(),
+                    jwt: Vec::new(),
                     edge: Vec::new(),
                     variables: BTreeMap::new(),
                 },

@@ -6,8 +6,10 @@
 //! of the app's instances while it arrives (bounded by the deadline, the
 //! app's wall-clock limit and its instance cap).
 //!
-//! The app's `[[edge]]` rules (rate limits; JWT to come) are checked here,
-//! right after routing, and a cache hit is answered from here too.
+//! The app's `[[edge]]` rules (JWT, then rate limits) are checked here,
+//! right after routing, and a cache hit is answered from here too. The
+//! one wait a rule may need, a JWT policy's key set not fetched yet (or
+//! lacking a token's `kid`), is its own [`Admission::FetchKeys`] step.
 
 use crate::config::HttpConfig;
 use crate::table::AppTable;
@@ -20,6 +22,7 @@ use hyper::body::Incoming;
 use outpost_core::{App, BodyError};
 use outpost_host::edge_rules::EdgeVerdict;
 use outpost_host::fetch::CACHE_CHOICE;
+use outpost_host::jwt::{Jwks, JwtError};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -101,13 +104,34 @@ impl Edge {
                 "no app is routed for this host and path",
             ));
         };
+        let (mut parts, incoming) = request.into_parts();
         let rules = app.edge_rules();
         let fields = if rules.is_empty() {
             None
         } else {
-            let (method, path) = (request.method(), request.uri().path());
-            match rules.check(method, path, request.headers(), client) {
+            match rules.check(&parts.method, parts.uri.path(), &mut parts.headers, client) {
                 EdgeVerdict::Pass(fields) => fields.map(Box::new),
+                EdgeVerdict::Unauthorized { policy, error } => {
+                    return Err(unauthorized(&policy, error.as_ref()));
+                }
+                EdgeVerdict::KeysUnavailable { policy, why } => {
+                    tracing::warn!(app = %app.name(), policy, "JWT keys unavailable: {why}");
+                    let mut refusal = Refusal::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the keys of JWT policy {policy:?} are unavailable; try again shortly"
+                        ),
+                    );
+                    refusal.retry_after = Some(5);
+                    return Err(refusal);
+                }
+                EdgeVerdict::FetchKeys(jwks, generation) => {
+                    return Ok(Admission::FetchKeys(Box::new(FetchKeys {
+                        jwks,
+                        generation,
+                        request: Request::from_parts(parts, incoming),
+                    })));
+                }
                 EdgeVerdict::Limited {
                     policy,
                     retry_after,
@@ -126,7 +150,6 @@ impl Edge {
             }
         };
         let limit = app.limits().request_body;
-        let (mut parts, incoming) = request.into_parts();
         // Whether a fetch reads through the cache is the handler's choice:
         // a client's copy of the field must not reach a handler that
         // forwards every field.
@@ -259,6 +282,55 @@ pub(crate) enum Admission {
     Admitted(Admitted),
     /// Routed; its body comes first (see [`Edge::read_body`]).
     Body(BodyFirst),
+    /// A JWT policy's key set is to be fetched before the request can be
+    /// checked (see [`FetchKeys::fetched`]).
+    FetchKeys(Box<FetchKeys>),
+}
+
+/// A request waiting for a JWT policy's key set.
+pub(crate) struct FetchKeys {
+    jwks: Arc<Jwks>,
+    generation: u64,
+    request: Request<Incoming>,
+}
+
+impl FetchKeys {
+    /// The request, once the key set is fetched (or could not be): to be
+    /// admitted again, which now decides without fetching.
+    pub(crate) async fn fetched(self) -> Request<Incoming> {
+        self.jwks.refresh(self.generation).await;
+        self.request
+    }
+}
+
+/// 401 for a JWT policy's refusal, with the challenge RFC 6750 describes:
+/// no error code when the request had no token, `invalid_token` and why
+/// when it had one.
+fn unauthorized(policy: &str, error: Option<&JwtError>) -> Refusal {
+    let (reason, challenge) = match error {
+        None => (
+            format!("a token is required (JWT policy {policy:?})"),
+            format!("Bearer realm=\"{policy}\""),
+        ),
+        Some(error) => {
+            // The description is ours, never the token's text: quotes and
+            // backslashes cannot occur in it.
+            let description = error.to_string().replace(['"', '\\'], "'");
+            (
+                format!("the token is not accepted (JWT policy {policy:?}): {error}"),
+                format!(
+                    "Bearer realm=\"{policy}\", error=\"invalid_token\", error_description=\"{description}\""
+                ),
+            )
+        }
+    };
+    let mut refusal = Refusal::new(StatusCode::UNAUTHORIZED, reason);
+    let mut fields = HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::try_from(challenge) {
+        fields.insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    refusal.fields = Some(Box::new(fields));
+    refusal
 }
 
 /// A request whose body the edge deals with before it goes on.

@@ -16,7 +16,7 @@ use crate::table::AppTable;
 use bytes::Bytes;
 use caps::RateLimitedLog;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -269,7 +269,13 @@ fn handle(front: &Arc<Front>, request: Request<Incoming>, peer: SocketAddr) -> A
         // The front end speaks plain HTTP until TLS termination lands.
         https: false,
     };
-    match front.edge.admit(&front.table, request, meta.client) {
+    let admission = front.edge.admit(&front.table, request, meta.client);
+    proceed(front, admission, meta)
+}
+
+/// The rest of a request's way once the edge decided on it.
+fn proceed(front: &Arc<Front>, admission: Result<Admission, Refusal>, meta: RequestMeta) -> Answer {
+    match admission {
         Err(refusal) => Answer::now(refusal_response(&refusal, meta.id)),
         Ok(Admission::Admitted(admitted)) => serve_admitted(admitted, meta),
         Ok(Admission::Body(first)) => {
@@ -278,6 +284,24 @@ fn handle(front: &Arc<Front>, request: Request<Incoming>, peer: SocketAddr) -> A
                 match front.edge.read_body(first).await {
                     Ok(admitted) => serve_admitted(admitted, meta).await,
                     Err(refusal) => refusal_response(&refusal, meta.id),
+                }
+            })
+        }
+        Ok(Admission::FetchKeys(wait)) => {
+            let front = front.clone();
+            Answer::later(async move {
+                let request = wait.fetched().await;
+                // Admitted again with the keys fetched; a second fetch is
+                // not due so soon, so this decides.
+                match front.edge.admit(&front.table, request, meta.client) {
+                    Ok(Admission::FetchKeys(_)) => refusal_response(
+                        &Refusal::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the token's keys could not be fetched; try again shortly",
+                        ),
+                        meta.id,
+                    ),
+                    admission => proceed(&front, admission, meta).await,
                 }
             })
         }

@@ -16,6 +16,8 @@
 //! read by the same code ([`RawApp`]), so operators and handler authors
 //! write the same keys.
 
+mod jwt;
+
 use crate::config::{ConfigError, RawLimits, line_of, positive};
 use crate::router::Route;
 use outpost_core::{AppSpec, Limits};
@@ -24,6 +26,7 @@ use outpost_host::edge_rules::EdgeRuleSpec;
 use outpost_host::fetch::{
     BACKEND_SUFFIX, BackendSpec, Balance, Destination, HashKey, HealthCheck, OutboundRule,
 };
+use outpost_host::jwt::JwtSpec;
 use outpost_host::ratelimit::{KeySource, Mode, RateLimitSpec};
 use outpost_store::{AppName, VarName};
 use serde::Deserialize;
@@ -56,6 +59,8 @@ pub struct AppManifest {
     pub cache: CacheRules,
     /// Its rate-limit policies (`[rate_limits.NAME]`).
     pub rate_limits: Vec<RateLimitSpec>,
+    /// Its JWT policies (`[jwt.NAME]`).
+    pub jwt: Vec<JwtSpec>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
     /// Its `[variables]`: names and values handlers read through
@@ -65,7 +70,8 @@ pub struct AppManifest {
 
 /// The keys a manifest names in parse errors.
 const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], \
-     [rate_limits.NAME] requests, period_s, burst, key, mode, [[edge]] path, methods, rate_limit, [variables], [limits] cpu_ms, wall_ms, memory_mib, \
+     [rate_limits.NAME] requests, period_s, burst, key, mode, [jwt.NAME] issuer, audiences, algorithms, jwks_url, jwks_refresh_min_s, keys, hs_secret, \
+     leeway_s, required_claims, forward_claims, token, max_token_bytes, [[edge]] path, methods, jwt, rate_limit, [variables], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -154,6 +160,7 @@ impl AppManifest {
             backends: self.backends.clone(),
             cache: self.cache.clone(),
             rate_limits: self.rate_limits.clone(),
+            jwt: self.jwt.clone(),
             edge: self.edge.clone(),
             variables: self.variables.clone(),
         }
@@ -180,6 +187,8 @@ pub(crate) struct RawApp {
     #[serde(default)]
     rate_limits: BTreeMap<String, RawRateLimit>,
     #[serde(default)]
+    jwt: BTreeMap<String, jwt::RawJwt>,
+    #[serde(default)]
     edge: Vec<RawEdgeRule>,
     #[serde(default)]
     variables: BTreeMap<String, Spanned<String>>,
@@ -193,6 +202,7 @@ pub(crate) struct AppSections {
     pub(crate) backends: Vec<BackendSpec>,
     pub(crate) cache: CacheRules,
     pub(crate) rate_limits: Vec<RateLimitSpec>,
+    pub(crate) jwt: Vec<JwtSpec>,
     pub(crate) edge: Vec<EdgeRuleSpec>,
     pub(crate) variables: BTreeMap<String, String>,
 }
@@ -208,6 +218,7 @@ impl AppSections {
             backends: self.backends,
             cache: self.cache,
             rate_limits: self.rate_limits,
+            jwt: self.jwt,
             edge: self.edge,
             variables: self.variables,
         }
@@ -285,6 +296,18 @@ impl RawApp {
                 &file,
             )?);
         }
+        if self.jwt.len() > jwt::MAX_JWT_POLICIES {
+            return Err(ConfigError {
+                file: file(),
+                line: None,
+                key: Some(key("jwt")),
+                message: format!("at most {} JWT policies per app", jwt::MAX_JWT_POLICIES),
+            });
+        }
+        let mut jwts = Vec::with_capacity(self.jwt.len());
+        for (name, policy) in self.jwt {
+            jwts.push(policy.validate(&name, &key(&format!("jwt.{name}")), at, &file)?);
+        }
         if self.edge.len() > MAX_EDGE_RULES {
             return Err(ConfigError {
                 file: file(),
@@ -295,7 +318,7 @@ impl RawApp {
         }
         let mut edge = Vec::with_capacity(self.edge.len());
         for rule in self.edge {
-            edge.push(rule.validate(&key("edge"), &rate_limits, at, &file)?);
+            edge.push(rule.validate(&key("edge"), &jwts, &rate_limits, at, &file)?);
         }
         if self.variables.len() > MAX_VARIABLES {
             return Err(ConfigError {
@@ -325,6 +348,7 @@ impl RawApp {
             backends,
             cache,
             rate_limits,
+            jwt: jwts,
             edge,
             variables,
         })
@@ -469,16 +493,7 @@ impl RawRateLimit {
             key: Some(key.to_owned()),
             message,
         };
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(whole(format!(
-                "{name:?} is not a policy name: lowercase letters, digits, - and _ (at most 64)"
-            )));
-        }
+        policy_name(name).map_err(whole)?;
         let Some(requests) = positive(&self.requests, &format!("{key}.requests"), at)? else {
             return Err(whole(
                 "requests: missing; e.g. requests = 100 (per period_s)".into(),
@@ -527,6 +542,22 @@ impl RawRateLimit {
     }
 }
 
+/// Checks a policy's name (`[rate_limits.NAME]`, `[jwt.NAME]`).
+fn policy_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a policy name: lowercase letters, digits, - and _ (at most 64)"
+        ))
+    }
+}
+
 /// `[[edge]]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -534,6 +565,7 @@ struct RawEdgeRule {
     path: Option<Spanned<String>>,
     #[serde(default)]
     methods: Vec<Spanned<String>>,
+    jwt: Option<Spanned<String>>,
     rate_limit: Option<Spanned<String>>,
 }
 
@@ -541,6 +573,7 @@ impl RawEdgeRule {
     fn validate(
         self,
         key: &str,
+        jwts: &[JwtSpec],
         policies: &[RateLimitSpec],
         at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
         file: impl Fn() -> PathBuf,
@@ -570,12 +603,34 @@ impl RawEdgeRule {
             })?;
             methods.push(parsed);
         }
-        let Some(rate_limit) = self.rate_limit else {
+        if self.jwt.is_none() && self.rate_limit.is_none() {
             return Err(ConfigError {
                 file: file(),
                 line: None,
                 key: Some(key.to_owned()),
-                message: "a rule with nothing to check; add rate_limit = \"NAME\" (a [rate_limits.NAME] policy)".into(),
+                message: "a rule with nothing to check; add jwt = \"NAME\" (a [jwt.NAME] policy) or rate_limit = \"NAME\" (a [rate_limits.NAME] policy)".into(),
+            });
+        }
+        let jwt = match &self.jwt {
+            None => None,
+            Some(jwt) => {
+                let name = jwt.get_ref();
+                if !jwts.iter().any(|policy| &policy.name == name) {
+                    return Err(at(
+                        jwt.span(),
+                        format!("{key}.jwt"),
+                        format!("no [jwt.{name}] policy is declared"),
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
+        let Some(rate_limit) = self.rate_limit else {
+            return Ok(EdgeRuleSpec {
+                path,
+                methods,
+                jwt,
+                rate_limit: None,
             });
         };
         let name = rate_limit.get_ref();
@@ -593,7 +648,16 @@ impl RawEdgeRule {
                     format!("{key}.rate_limit"),
                     format!(
                         "[rate_limits.{name}] is keyed by the handler (key = \"guest\"): handlers check it with outpost:edge/ratelimit; \
-                         an [[edge]] rule needs key = \"client-ip\" or \"header:NAME\""
+                         an [[edge]] rule needs key = \"client-ip\", \"header:NAME\" or \"jwt:CLAIM\""
+                    ),
+                ));
+            }
+            Some(policy) if matches!(policy.key, KeySource::Claim(_)) && jwt.is_none() => {
+                return Err(at(
+                    rate_limit.span(),
+                    format!("{key}.rate_limit"),
+                    format!(
+                        "[rate_limits.{name}] counts by a token's claim: add jwt = \"NAME\" to this rule, so the token is verified first"
                     ),
                 ));
             }
@@ -602,6 +666,7 @@ impl RawEdgeRule {
         Ok(EdgeRuleSpec {
             path,
             methods,
+            jwt,
             rate_limit: Some(name.clone()),
         })
     }
@@ -1010,8 +1075,8 @@ mod tests {
                 "outpost.toml:6: rate_limits.p.period_s: give 1 to 86400",
             ),
             (
-                format!("{policy}key = \"jwt:sub\"\n"),
-                "outpost.toml:7: rate_limits.p.key: \"jwt:sub\": keys from JWT claims need JWT verification",
+                format!("{policy}key = \"jwt:sub\"\n[[edge]]\nrate_limit = \"p\"\n"),
+                "outpost.toml:9: edge.rate_limit: [rate_limits.p] counts by a token's claim: add jwt = \"NAME\"",
             ),
             (
                 format!("{policy}mode = \"strict\"\n"),
@@ -1039,7 +1104,98 @@ mod tests {
             ),
             (
                 format!("{policy}[[edge]]\njwt = \"main\"\nrate_limit = \"p\"\n"),
-                "outpost.toml:8: unknown field `jwt`",
+                "outpost.toml:8: edge.jwt: no [jwt.main] policy is declared",
+            ),
+        ] {
+            let err = parse(&format!("{head}{toml}")).unwrap_err();
+            assert!(err.starts_with(expected), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn jwt_policies_parse_with_their_keys_and_errors_that_say_the_fix() {
+        let head = "schema = 1\nname = \"a\"\nroutes = [\"/\"]\n";
+        let ec = include_str!("../../host/src/jwt/testdata/ec.pub");
+        let manifest = parse(&format!(
+            "{head}[jwt.main]\nissuer = \"https://auth.example.com/\"\naudiences = [\"api\"]\n\
+             algorithms = [\"ES256\", \"RS256\", \"HS256\"]\n\
+             jwks_url = \"https://auth.example.com/.well-known/jwks.json\"\n\
+             keys = [{{ kid = \"k1\", alg = \"ES256\", pem = {ec:?} }}]\n\
+             hs_secret = \"secret:jwt_key\"\nforward_claims = \"X-JWT-Claims\"\ntoken = \"cookie:session\"\n\
+             [rate_limits.per_sub]\nrequests = 10\nperiod_s = 60\nkey = \"jwt:sub\"\n\
+             [[edge]]\npath = \"/api\"\njwt = \"main\"\nrate_limit = \"per_sub\"\n"
+        ))
+        .unwrap();
+        let policy = &manifest.jwt[0];
+        assert_eq!(policy.keys.len(), 1);
+        assert_eq!(policy.keys[0].kid.as_deref(), Some("k1"));
+        assert_eq!(policy.hs_secret.as_deref(), Some("jwt_key"));
+        assert_eq!(policy.leeway_s, 30);
+        assert_eq!(policy.max_token_bytes, 8192);
+        assert_eq!(policy.jwks_refresh_min, Duration::from_secs(60));
+        assert_eq!(
+            policy.forward_claims.as_ref().map(|h| h.as_str()),
+            Some("x-jwt-claims")
+        );
+        assert_eq!(manifest.edge[0].jwt.as_deref(), Some("main"));
+
+        let es = "[jwt.p]\nalgorithms = [\"ES256\"]\n";
+        for (toml, expected) in [
+            (
+                "[jwt.p]\njwks_url = \"https://a.example/jwks\"\n".to_owned(),
+                "outpost.toml: jwt.p: algorithms: missing; pin the algorithms",
+            ),
+            (
+                "[jwt.p]\nalgorithms = [\"none\"]\n".to_owned(),
+                "outpost.toml:5: jwt.p.algorithms: \"none\" means unsigned tokens",
+            ),
+            (
+                "[jwt.p]\nalgorithms = [\"RS1\"]\n".to_owned(),
+                "outpost.toml:5: jwt.p.algorithms: \"RS1\" is not an algorithm",
+            ),
+            (
+                es.to_owned(),
+                "outpost.toml: jwt.p: no key for ES256: add jwks_url",
+            ),
+            (
+                "[jwt.p]\nalgorithms = [\"HS256\"]\n".to_owned(),
+                "outpost.toml: jwt.p: HS256 tokens need the secret they are signed with",
+            ),
+            (
+                format!("{es}hs_secret = \"secret:k\"\n"),
+                "outpost.toml:6: jwt.p.hs_secret: an HS secret, but no HS256/384/512",
+            ),
+            (
+                "[jwt.p]\nalgorithms = [\"HS256\"]\nhs_secret = \"k\"\n".to_owned(),
+                "outpost.toml:6: jwt.p.hs_secret: name a secret held by the node",
+            ),
+            (
+                format!("{es}jwks_url = \"http://idp.example/jwks\"\n"),
+                "outpost.toml:6: jwt.p.jwks_url: \"http://idp.example/jwks\": a key set over plain HTTP",
+            ),
+            (
+                format!("{es}keys = [{{ pem = \"x\" }}]\n"),
+                "outpost.toml:6: jwt.p.keys: a PEM key needs its algorithm",
+            ),
+            (
+                format!("{es}keys = [{{ alg = \"ES256\", pem = \"x\" }}]\n"),
+                "outpost.toml:6: jwt.p.keys: not a ES256 public key in PEM",
+            ),
+            (
+                format!(
+                    "{es}keys = [{{ jwk = '{{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"c2VjcmV0\"}}' }}]\n"
+                ),
+                "outpost.toml:6: jwt.p.keys: a secret key does not belong in a manifest",
+            ),
+            (
+                format!(
+                    "{es}jwks_url = \"https://a.example/j\"\nforward_claims = \"authorization\"\n"
+                ),
+                "outpost.toml:7: jwt.p.forward_claims: authorization means something else",
+            ),
+            (
+                format!("{es}jwks_url = \"https://a.example/j\"\ntoken = \"query:t\"\n"),
+                "outpost.toml:7: jwt.p.token: \"query:t\" is not a token source",
             ),
         ] {
             let err = parse(&format!("{head}{toml}")).unwrap_err();

@@ -282,6 +282,55 @@ impl FetchService {
         }
     }
 
+    /// A GET of `url` made by the node itself (a JWT policy's key set, say),
+    /// through the pool and its private-range rule, the whole answer within
+    /// `timeout` and its body within `max_bytes`.
+    pub async fn get_document(
+        &self,
+        url: &http::Uri,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<http::Response<Bytes>, String> {
+        let destination = Destination::of(url)?;
+        let uri = normalised_uri(url, &destination).map_err(|err| err.to_string())?;
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|err| err.to_string())?;
+        let scope = ConnectScope {
+            timeout,
+            progress: Arc::new(ConnectProgress::default()),
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        let exchange = async {
+            let response = CONNECT_SCOPE
+                .scope(scope, self.client.request(request))
+                .await
+                .map_err(|err| match err.source() {
+                    Some(source) => source.to_string(),
+                    None => err.to_string(),
+                })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, max_bytes)
+                .collect()
+                .await
+                .map_err(|_| format!("the answer is larger than {max_bytes} bytes"))?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        };
+        let result = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs())));
+        if result.is_err() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Outbound requests sent, refused and failed, and open connections.
     pub fn stats(&self) -> FetchCounters {
         FetchCounters {

@@ -21,6 +21,7 @@ pub use guest::RateLimitCtx;
 pub use store::{Counters, LocalStore, RateLimitStore};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -128,12 +129,15 @@ pub enum KeySource {
     /// A request header's value (`header:NAME`); requests without it share
     /// one key.
     Header(HeaderName),
+    /// A claim of the token the same `[[edge]]` rule verified
+    /// (`jwt:CLAIM`); tokens without it share one key.
+    Claim(String),
     /// A key the handler passes to `outpost:edge/ratelimit` (`guest`).
     Guest,
 }
 
 impl KeySource {
-    /// Parses `client-ip`, `header:NAME` or `guest`.
+    /// Parses `client-ip`, `header:NAME`, `jwt:CLAIM` or `guest`.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text {
             "client-ip" => Ok(Self::ClientIp),
@@ -142,13 +146,12 @@ impl KeySource {
                 Some(name) => HeaderName::from_bytes(name.as_bytes())
                     .map(Self::Header)
                     .map_err(|_| format!("{name:?} is not a header name")),
-                None if text.starts_with("jwt:") => Err(format!(
-                    "{text:?}: keys from JWT claims need JWT verification, which this node does not offer yet; \
-                     use \"client-ip\", \"header:NAME\" or \"guest\""
-                )),
-                None => Err(format!(
-                    "{text:?} is not a key; use \"client-ip\", \"header:NAME\" or \"guest\""
-                )),
+                None => match text.strip_prefix("jwt:") {
+                    Some(claim) if !claim.is_empty() => Ok(Self::Claim(claim.to_owned())),
+                    _ => Err(format!(
+                        "{text:?} is not a key; use \"client-ip\", \"header:NAME\", \"jwt:CLAIM\" or \"guest\""
+                    )),
+                },
             },
         }
     }
@@ -235,10 +238,21 @@ impl Limiter {
         decision
     }
 
-    /// Decides `request` by the key this policy takes from requests (a
-    /// `guest` policy never is: its key comes from the handler).
-    pub fn check_request(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Decision {
+    /// Decides `request` by the key this policy takes from requests, and
+    /// the `claims` its rule verified (a `guest` policy never is: its key
+    /// comes from the handler).
+    pub fn check_request(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+        claims: Option<&Map<String, Value>>,
+    ) -> Decision {
         match &self.spec.key {
+            KeySource::Claim(claim) => match claims.and_then(|claims| claims.get(claim)) {
+                Some(Value::String(text)) => self.check(text.as_bytes(), 1),
+                Some(other) => self.check(other.to_string().as_bytes(), 1),
+                None => self.check(b"", 1),
+            },
             KeySource::ClientIp => self.check(client_key(client).bytes(), 1),
             KeySource::Header(name) => {
                 let value = headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
@@ -379,11 +393,11 @@ mod tests {
             KeySource::parse("header:X-Api-Key"),
             Ok(KeySource::Header(HeaderName::from_static("x-api-key")))
         );
-        assert!(
-            KeySource::parse("jwt:sub")
-                .unwrap_err()
-                .contains("does not offer yet")
+        assert_eq!(
+            KeySource::parse("jwt:sub"),
+            Ok(KeySource::Claim("sub".into()))
         );
+        assert!(KeySource::parse("jwt:").is_err());
         assert!(
             KeySource::parse("ip")
                 .unwrap_err()

@@ -87,6 +87,11 @@ impl VarsPolicy {
         self.variables.get(name).cloned()
     }
 
+    /// The secret `name` (variables are not looked at).
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets.load().get(name).cloned()
+    }
+
     /// Every name with its value, sorted by name.
     pub fn all(&self) -> Vec<(String, String)> {
         let secrets = self.secrets.load();
