@@ -18,6 +18,7 @@ use outpost_core::{AppSpec, Limits, RequestMeta, Runtime, RuntimeConfig};
 use outpost_host::Services;
 use outpost_host::cache::{CacheConfig, CacheRules};
 use outpost_host::fetch::FetchConfig;
+use outpost_host::kv::KvConfig;
 use outpost_host::ratelimit::RateLimitConfig;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ fn main() {
         &FetchConfig::default(),
         &CacheConfig::default(),
         &RateLimitConfig::default(),
+        &KvConfig::at(cache.join("kv.redb")),
         &[],
     )
     .expect("services start");
@@ -50,6 +52,7 @@ fn main() {
             cache: CacheRules::default(),
             rate_limits: Vec::new(),
             jwt: Vec::new(),
+            kv_buckets: Vec::new(),
             edge: Vec::new(),
             variables: Default::default(),
         })

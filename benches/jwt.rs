@@ -21,7 +21,7 @@ const ED_PRIVATE: &str = include_str!("../runtime/host/src/jwt/testdata/ed.pem")
 const ED_PUBLIC: &str = include_str!("../runtime/host/src/jwt/testdata/ed.pub");
 
 fn main() {
-    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    outpost_host::jwt::crypto::install();
     let cases = [
         (
             "HS256",

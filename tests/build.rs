@@ -20,6 +20,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "page-cache",
             "ab-test",
             "geo-block",
+            "shortener",
         ],
     ),
     (
@@ -37,6 +38,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "ratelimit-api",
             "config-api",
             "jwt-api",
+            "kv-api",
         ],
     ),
 ];

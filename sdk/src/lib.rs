@@ -19,7 +19,8 @@
 //! [`fetch`] sends requests to origins and named backends; [`cache`] looks
 //! up, stores and purges responses in the app's edge cache; [`ratelimit`]
 //! counts requests against the app's rate-limit policies; [`jwt`]
-//! verifies tokens with its JWT policies; [`var`] and
+//! verifies tokens with its JWT policies; [`kv`] stores data in its
+//! buckets; [`var`] and
 //! [`secret`] read the app's variables and secrets; [`client`] says who
 //! the client is.
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@ pub mod client;
 mod error;
 pub mod fetch;
 pub mod jwt;
+pub mod kv;
 pub mod ratelimit;
 mod request;
 mod response;

@@ -115,12 +115,43 @@ impl Outpost {
 
     /// `METHOD path` with `headers` and no body, over HTTP/1.1.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(method, path, headers, Bytes::new())
+    }
+
+    /// `METHOD path` with `headers` and `body`, over HTTP/1.1.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.try_send(method, path, headers, body)
+            .expect("an HTTP answer")
+    }
+
+    /// As [`send`](Self::send), an error instead of a panic when no answer
+    /// comes (the server was killed, say).
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Reply> {
         let mut builder = http::Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(Full::default()).expect("a valid request");
-        block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+        let request = builder
+            .body(Full::new(body.into()))
+            .expect("a valid request");
+        block_on(HttpClient::http1().send(request))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `METHOD path` on the admin API with bearer `token` and `body`.

@@ -53,7 +53,10 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
     }
     let component = project.build()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir()?);
+    // KV data stays with the project (.outpost/ is gitignored by `outpost
+    // new`), apart from any node's.
+    let kv_path = project.dir.join(".outpost").join("kv.redb");
+    let mut config = NodeConfig::single(component.clone(), listen, default_cache_dir()?, kv_path);
     config.apps = vec![AppConfig {
         component,
         manifest: manifest.clone(),

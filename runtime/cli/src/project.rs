@@ -50,7 +50,10 @@ pub(crate) fn new(args: &NewArgs) -> anyhow::Result<()> {
         ("Cargo.toml", cargo_toml(name, &sdk)),
         ("src/lib.rs", LIB_RS.replace("{name}", name)),
         (MANIFEST_FILE, OUTPOST_TOML.replace("{name}", name)),
-        (".gitignore", "/target\n/.secrets.toml\n".to_owned()),
+        (
+            ".gitignore",
+            "/target\n/.secrets.toml\n/.outpost\n".to_owned(),
+        ),
     ];
     for (file, contents) in files {
         let path = dir.join(file);

@@ -65,6 +65,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 component.clone(),
                 outpost_server::DEFAULT_LISTEN_ADDR,
                 cache_dir,
+                default_kv_path()?,
             );
             config.apps[0].manifest.outbound = args.allow_outbound;
             for range in args.allow_private {
@@ -125,6 +126,18 @@ pub(crate) async fn shutdown_signal() {
 /// `$XDG_CACHE_HOME/outpost`, else `~/.cache/outpost`. Never a directory
 /// relative to wherever the node was started: the cache holds machine code
 /// the node runs.
+/// Where `outpost serve app.wasm` keeps its KV data: `$XDG_DATA_HOME/outpost`
+/// (data, not cache: deleting a cache must not lose it).
+fn default_kv_path() -> anyhow::Result<PathBuf> {
+    let dir = crate::dirs::xdg("XDG_DATA_HOME", ".local/share").ok_or_else(|| {
+        crate::exit::usage(
+            "no directory for KV data: neither XDG_DATA_HOME nor HOME is set; \
+             serve with --config and a node.toml whose [kv] path says where",
+        )
+    })?;
+    Ok(dir.join("kv.redb"))
+}
+
 pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     crate::dirs::xdg("XDG_CACHE_HOME", ".cache").ok_or_else(|| {
         crate::exit::usage(

@@ -14,6 +14,7 @@ use outpost_host::edge_rules::EdgeRules;
 use outpost_host::fetch::{FetchCtx, FetchPolicy, FetchService};
 use outpost_host::geo::GeoDb;
 use outpost_host::jwt::{JwtCtx, JwtPolicies};
+use outpost_host::kv::{KvCtx, KvPolicy};
 use outpost_host::printable_capped;
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitPolicy};
 use outpost_host::vars::{VarsCtx, VarsPolicy};
@@ -77,6 +78,8 @@ struct AppInner {
     rate_limits: Arc<RateLimitPolicy>,
     /// Its JWT policies, shared by its requests.
     jwt: Arc<JwtPolicies>,
+    /// Its KV buckets, shared by its requests.
+    kv: Arc<KvPolicy>,
     /// Its `[[edge]]` rules.
     edge: EdgeRules,
     /// Its variables and secrets.
@@ -103,6 +106,7 @@ pub(crate) struct AppServices {
     pub(crate) cache: Arc<CachePolicy>,
     pub(crate) rate_limits: Arc<RateLimitPolicy>,
     pub(crate) jwt: Arc<JwtPolicies>,
+    pub(crate) kv: Arc<KvPolicy>,
     pub(crate) edge: EdgeRules,
     pub(crate) vars: Arc<VarsPolicy>,
     pub(crate) geo: Option<Arc<GeoDb>>,
@@ -128,6 +132,7 @@ impl App {
             cache,
             rate_limits,
             jwt,
+            kv,
             edge,
             vars,
             geo,
@@ -147,6 +152,7 @@ impl App {
                 cache,
                 rate_limits,
                 jwt,
+                kv,
                 edge,
                 vars,
                 geo,
@@ -490,6 +496,7 @@ impl AppInner {
                 cache: CacheCtx::new(self.cache.clone(), self.name.clone()),
                 rate_limits: RateLimitCtx::new(self.rate_limits.clone()),
                 jwt: JwtCtx::new(self.jwt.clone()),
+                kv: KvCtx::new(self.kv.clone()),
                 vars: VarsCtx::new(self.vars.clone()),
                 client: ClientCtx::new(self.geo.clone()),
             },

@@ -14,6 +14,7 @@ use outpost_host::client::ClientCtx;
 use outpost_host::edge_rules::{EdgeRuleSpec, EdgeRules};
 use outpost_host::fetch::{BackendSpec, OutboundRule};
 use outpost_host::jwt::{JwtCtx, JwtPolicies, JwtSpec};
+use outpost_host::kv::KvView;
 use outpost_host::ratelimit::{RateLimitCtx, RateLimitSpec};
 use outpost_host::vars::VarsCtx;
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasData, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often a running guest's CPU budget is checked and the guest yields to
@@ -91,6 +92,8 @@ pub struct AppSpec {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Its JWT policies (`[jwt.NAME]`).
     pub jwt: Vec<JwtSpec>,
+    /// Its KV buckets besides `default` (`[kv] buckets`).
+    pub kv_buckets: Vec<String>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
     /// Its `[variables]`.
@@ -181,13 +184,14 @@ impl Runtime {
                 .vars
                 .policy(&spec.name, spec.variables.clone()),
         );
-        let jwt = Arc::new(JwtPolicies::new(&spec.jwt, &fetch.0, &vars));
+        let jwt = Arc::new(JwtPolicies::new(&spec.jwt, &self.services.jwks, &vars));
         let services = AppServices {
             edge: EdgeRules::resolve(&spec.edge, &jwt, &rate_limits),
             fetch,
             cache,
             rate_limits,
             jwt,
+            kv: Arc::new(self.services.kv.policy(&spec.name, &spec.kv_buckets)),
             vars,
             geo: self.services.geo.clone(),
         };
@@ -289,6 +293,7 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
         .and_then(|()| {
             edge::jwt::add_to_linker::<_, HasSelf<JwtCtx>>(linker, |state| &mut state.jwt)
         })
+        .and_then(|()| link_kv(linker))
         .and_then(|()| {
             config::store::add_to_linker::<_, HasSelf<VarsCtx>>(linker, |state| &mut state.vars)
         })
@@ -296,6 +301,30 @@ fn link_world(linker: &mut Linker<RequestState>) -> anyhow::Result<()> {
             edge::client::add_to_linker::<_, HasSelf<ClientCtx>>(linker, |state| &mut state.client)
         })
         .map_err(|err| anyhow::anyhow!("cannot link host interfaces: {err:#}"))
+}
+
+/// What KV host functions get from the request's state: its KV context
+/// and its resource table (buckets and CAS handles are resources).
+struct KvData;
+
+impl HasData for KvData {
+    type Data<'a> = KvView<'a>;
+}
+
+fn kv_view(state: &mut RequestState) -> KvView<'_> {
+    let (kv, table) = state.kv_and_table();
+    KvView { ctx: kv, table }
+}
+
+/// Links `wasi:keyvalue` (store, atomics, batch) and `outpost:edge/kv`.
+fn link_kv(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
+    use outpost_host::bindings::outpost::edge;
+    use outpost_host::bindings::wasi::keyvalue;
+    keyvalue::store::add_to_linker::<_, KvData>(linker, kv_view)?;
+    keyvalue::atomics::add_to_linker::<_, KvData>(linker, kv_view)?;
+    keyvalue::batch::add_to_linker::<_, KvData>(linker, kv_view)?;
+    edge::kv::add_to_linker::<_, KvData>(linker, kv_view)?;
+    Ok(())
 }
 
 impl Drop for Runtime {

@@ -13,6 +13,7 @@ use outpost_host::cache::CacheCtx;
 use outpost_host::client::ClientCtx;
 use outpost_host::fetch::FetchCtx;
 use outpost_host::jwt::JwtCtx;
+use outpost_host::kv::KvCtx;
 use outpost_host::ratelimit::RateLimitCtx;
 use outpost_host::vars::VarsCtx;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub(crate) struct HostCtxs {
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
     pub(crate) jwt: JwtCtx,
+    pub(crate) kv: KvCtx,
     pub(crate) vars: VarsCtx,
     pub(crate) client: ClientCtx,
 }
@@ -54,6 +56,7 @@ pub(crate) struct RequestState {
     pub(crate) cache: CacheCtx,
     pub(crate) rate_limits: RateLimitCtx,
     pub(crate) jwt: JwtCtx,
+    pub(crate) kv: KvCtx,
     pub(crate) vars: VarsCtx,
     pub(crate) client: ClientCtx,
     pub(crate) memory: MemoryLimiter,
@@ -75,6 +78,7 @@ impl RequestState {
             cache,
             rate_limits,
             jwt,
+            kv,
             vars,
             client,
         } = host;
@@ -111,6 +115,7 @@ impl RequestState {
             cache,
             rate_limits,
             jwt,
+            kv,
             vars,
             client,
             memory: MemoryLimiter::new(memory),
@@ -118,6 +123,14 @@ impl RequestState {
             cpu_budget,
             output,
         }
+    }
+}
+
+impl RequestState {
+    /// The request's KV context and its resource table, where the guest's
+    /// buckets live.
+    pub(crate) fn kv_and_table(&mut self) -> (&KvCtx, &mut ResourceTable) {
+        (&self.kv, &mut self.table)
     }
 }
 

@@ -18,11 +18,25 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     // A purge walks the app's entries on a blocking thread, and a lookup
     // may wait for a concurrent request's insert; an insert answers from
-    // memory at once. A JWT check may wait for its policy's key set.
+    // memory at once. A JWT check may wait for its policy's key set; a KV
+    // read or write for the store.
     imports: {
         "outpost:edge/cache.purge": async,
         "outpost:edge/cache.lookup": async,
         "outpost:edge/jwt.verify": async,
+        "wasi:keyvalue/store.[method]bucket.get": async,
+        "wasi:keyvalue/store.[method]bucket.set": async,
+        "wasi:keyvalue/store.[method]bucket.delete": async,
+        "wasi:keyvalue/store.[method]bucket.exists": async,
+        "wasi:keyvalue/store.[method]bucket.list-keys": async,
+        "wasi:keyvalue/atomics.[static]cas.new": async,
+        "wasi:keyvalue/atomics.increment": async,
+        "wasi:keyvalue/atomics.swap": async,
+        "wasi:keyvalue/batch.get-many": async,
+        "wasi:keyvalue/batch.set-many": async,
+        "wasi:keyvalue/batch.delete-many": async,
+        "outpost:edge/kv.set-with-ttl": async,
+        "outpost:edge/kv.list-prefix": async,
     },
     require_store_data_send: true,
     with: {
@@ -33,5 +47,7 @@ wasmtime::component::bindgen!({
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
         "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
+        "wasi:keyvalue/store.bucket": crate::kv::Bucket,
+        "wasi:keyvalue/atomics.cas": crate::kv::Cas,
     },
 });

@@ -4,8 +4,8 @@
 //! `outpost:edge/jwt` interface ([`guest`]), so that `[[edge]]` rules and
 //! handlers decide alike.
 //!
-//! Signatures are checked by `jsonwebtoken` (RustCrypto backend: no second
-//! TLS crypto provider next to rustls' ring). Everything a token says
+//! Signatures are checked by `jsonwebtoken` with verifiers on `ring`, the
+//! library rustls already links ([`crypto`]). Everything a token says
 //! about how to check it is distrusted first, here: `alg: none` in any
 //! spelling, keys offered by the token itself (`jku`, `x5u`, `jwk`, `x5c`),
 //! `crit` extensions, duplicate header fields or claims, oversized tokens,
@@ -23,12 +23,13 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr as _;
 
+pub mod crypto;
 mod guest;
 mod jwks;
 mod policy;
 
 pub use guest::JwtCtx;
-pub use jwks::Jwks;
+pub use jwks::{Jwks, JwksCache};
 pub use policy::{
     JwtOutcome, JwtPolicies, JwtPolicy, JwtRefusal, JwtSpec, TokenSource, forwarded_claims,
 };
@@ -228,6 +229,7 @@ impl JwtVerifier {
         token: &str,
         more: impl FnOnce(Algorithm, Option<&str>) -> Option<K>,
     ) -> Result<Map<String, Value>, JwtError> {
+        crypto::install();
         if token.len() > self.max_token_bytes {
             return Err(JwtError::Malformed(format!(
                 "longer than {} bytes",

@@ -4,7 +4,7 @@
 //! service built once at start from node.toml, a per-app policy resolved
 //! when the app is loaded (never parsed on the request path), and a
 //! per-request context in the Store. Upstream fetch ([`fetch`]) is the
-//! first; the cache and rate limits follow its shape, as JWT and KV will.
+//! first; the cache, rate limits, JWT and KV follow its shape.
 //!
 //! The crate sits below `outpost-core`: core puts the contexts in each
 //! request's Store, the server builds the services and the edge phase uses
@@ -18,6 +18,7 @@ mod escape;
 pub mod fetch;
 pub mod geo;
 pub mod jwt;
+pub mod kv;
 mod meta;
 pub mod ratelimit;
 mod request_id;
@@ -38,8 +39,12 @@ pub struct Services {
     pub cache: Arc<cache::CacheService>,
     /// Rate limiting.
     pub rate_limits: Arc<ratelimit::RateLimitService>,
+    /// JWT policies' key sets.
+    pub jwks: Arc<jwt::JwksCache>,
     /// Variables and secrets.
     pub vars: Arc<vars::VarsService>,
+    /// Key-value storage.
+    pub kv: Arc<kv::KvService>,
     /// Geo databases, if the operator gave any.
     pub geo: Option<Arc<geo::GeoDb>>,
 }
@@ -50,6 +55,7 @@ impl Services {
         fetch: &fetch::FetchConfig,
         cache: &cache::CacheConfig,
         rate_limits: &ratelimit::RateLimitConfig,
+        kv: &kv::KvConfig,
         geo_databases: &[std::path::PathBuf],
     ) -> Result<Self, String> {
         let geo = if geo_databases.is_empty() {
@@ -57,11 +63,14 @@ impl Services {
         } else {
             Some(Arc::new(geo::GeoDb::open(geo_databases)?))
         };
+        let fetch = Arc::new(fetch::FetchService::new(fetch)?);
         Ok(Self {
-            fetch: Arc::new(fetch::FetchService::new(fetch)?),
+            jwks: Arc::new(jwt::JwksCache::new(fetch.clone())),
+            fetch,
             cache: Arc::new(cache::CacheService::new(cache)),
             rate_limits: Arc::new(ratelimit::RateLimitService::new(rate_limits)),
             vars: Arc::new(vars::VarsService::default()),
+            kv: Arc::new(kv::KvService::new(kv.clone())),
             geo,
         })
     }

@@ -7,6 +7,7 @@ use outpost_core::{AppSpec, Limits, RuntimeConfig};
 use outpost_host::cache::{CacheConfig, CacheRules};
 use outpost_host::client::TrustedProxies;
 use outpost_host::fetch::{FetchConfig, FetchLimits, PrivateAllowance};
+use outpost_host::kv::KvConfig;
 use outpost_host::ratelimit::RateLimitConfig;
 use outpost_store::AppName;
 use rustls::pki_types::CertificateDer;
@@ -32,6 +33,8 @@ pub struct NodeConfig {
     pub cache: CacheConfig,
     /// Rate limiting's node-wide bounds.
     pub rate_limit: RateLimitConfig,
+    /// The KV store's file and bounds.
+    pub kv: KvConfig,
     /// MaxMind databases for geo lookups (`[geo] databases`).
     pub geo_databases: Vec<PathBuf>,
     /// Settings of the process-wide runtime.
@@ -199,8 +202,13 @@ pub const DEFAULT_LISTEN_ADDR: SocketAddr =
 
 impl NodeConfig {
     /// A node serving one component on every host and path: what
-    /// `outpost serve app.wasm` runs.
-    pub fn single(component: PathBuf, listen: SocketAddr, cache_dir: PathBuf) -> Self {
+    /// `outpost serve app.wasm` runs, its KV store at `kv_path`.
+    pub fn single(
+        component: PathBuf,
+        listen: SocketAddr,
+        cache_dir: PathBuf,
+        kv_path: PathBuf,
+    ) -> Self {
         // The file's stem, made a valid app name (`raw_wasi_http.wasm`
         // serves as app `raw-wasi-http`).
         let stem = component
@@ -221,6 +229,7 @@ impl NodeConfig {
             outbound: FetchConfig::default(),
             cache: CacheConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            kv: KvConfig::at(kv_path),
             geo_databases: Vec::new(),
             runtime: RuntimeConfig::new(cache_dir),
             apps: vec![AppConfig {
@@ -234,6 +243,7 @@ impl NodeConfig {
                     cache: CacheRules::default(),
                     rate_limits: Vec::new(),
                     jwt: Vec::new(),
+                    kv_buckets: Vec::new(),
                     edge: Vec::new(),
                     variables: BTreeMap::new(),
                 },
@@ -355,6 +365,11 @@ impl NodeConfig {
             }
             geo_databases.push(path);
         }
+        let kv = raw
+            .kv
+            .map(|kv| kv.validate(base, &at))
+            .transpose()?
+            .unwrap_or_else(|| KvConfig::at(base.join("kv.redb")));
         let mut rate_limit = RateLimitConfig::default();
         if let Some(raw_rate_limit) = &raw.rate_limit
             && let Some(max) = positive(&raw_rate_limit.max_keys, "rate_limit.max_keys", &at)?
@@ -436,6 +451,7 @@ impl NodeConfig {
             outbound,
             cache,
             rate_limit,
+            kv,
             geo_databases,
             runtime,
             maxima,
@@ -530,6 +546,7 @@ struct RawNode {
     outbound: Option<RawOutbound>,
     cache: Option<RawNodeCache>,
     rate_limit: Option<RawNodeRateLimit>,
+    kv: Option<RawNodeKv>,
     geo: Option<RawGeo>,
     /// Map cached apps on their first request instead of at start.
     #[serde(default)]
@@ -545,6 +562,47 @@ struct RawNode {
 struct RawNodeCache {
     /// Bytes all apps' stored responses may take together, in MiB.
     memory_mib: Option<Spanned<u64>>,
+}
+
+/// `[kv]`: the KV store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeKv {
+    /// The store's file, relative to node.toml.
+    path: Option<String>,
+    /// The largest value, in MiB.
+    max_value_mib: Option<Spanned<u64>>,
+    /// The most one app may store, in MiB.
+    max_app_mib: Option<Spanned<u64>>,
+}
+
+impl RawNodeKv {
+    fn validate(
+        self,
+        base: &Path,
+        at: &impl Fn(std::ops::Range<usize>, String, String) -> ConfigError,
+    ) -> Result<KvConfig, ConfigError> {
+        let mut kv = KvConfig::at(base.join(self.path.as_deref().unwrap_or("kv.redb")));
+        if let Some(mib) = positive(&self.max_value_mib, "kv.max_value_mib", at)? {
+            if mib > 100 {
+                let span = self
+                    .max_value_mib
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_default();
+                return Err(at(
+                    span,
+                    "kv.max_value_mib".into(),
+                    "give 1 to 100: a value is read whole into the guest's memory".into(),
+                ));
+            }
+            kv.max_value_bytes = mib << 20;
+        }
+        if let Some(mib) = positive(&self.max_app_mib, "kv.max_app_mib", at)? {
+            kv.max_app_bytes = mib.saturating_mul(1 << 20);
+        }
+        Ok(kv)
+    }
 }
 
 /// `[geo]`: where clients are.
@@ -1113,6 +1171,37 @@ mod tests {
         assert_eq!(app.limits.cpu_time, Duration::from_millis(20));
         assert_eq!(app.limits.memory, 64 << 20);
         assert_eq!(app.limits.wall_time, Limits::default().wall_time);
+    }
+
+    #[test]
+    fn kv_store_path_bounds_and_app_buckets() {
+        let app = "[apps.a]\ncomponent = \"app.wasm\"\nroutes = [\"/\"]\n";
+        let config = parse(&format!(
+            "[kv]\npath = \"data/kv.redb\"\nmax_value_mib = 4\nmax_app_mib = 64\n{app}[apps.a.kv]\nbuckets = [\"sessions\", \"default\"]\n"
+        ))
+        .unwrap();
+        assert!(config.kv.path.ends_with("data/kv.redb"));
+        assert_eq!(
+            (config.kv.max_value_bytes, config.kv.max_app_bytes),
+            (4 << 20, 64 << 20)
+        );
+        assert_eq!(config.apps[0].manifest.kv_buckets, ["sessions"]);
+        let defaults = parse(app).unwrap();
+        assert!(defaults.kv.path.ends_with("kv.redb"));
+        assert_eq!(defaults.kv.max_value_bytes, 25 << 20);
+        for (toml, expected) in [
+            (
+                format!("[kv]\nmax_value_mib = 500\n{app}"),
+                "node.toml:2: kv.max_value_mib: give 1 to 100",
+            ),
+            (
+                format!("{app}[apps.a.kv]\nbuckets = [\"Sessions\"]\n"),
+                "node.toml:5: apps.a.kv.buckets: \"Sessions\" is not a bucket name",
+            ),
+        ] {
+            let err = parse(&toml).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct AppManifest {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Its JWT policies (`[jwt.NAME]`).
     pub jwt: Vec<JwtSpec>,
+    /// Its KV buckets besides `default` (`[kv] buckets`).
+    pub kv_buckets: Vec<String>,
     /// Its `[[edge]]` rules.
     pub edge: Vec<EdgeRuleSpec>,
     /// Its `[variables]`: names and values handlers read through
@@ -71,7 +73,7 @@ pub struct AppManifest {
 /// The keys a manifest names in parse errors.
 const KEYS: &str = "schema, name, routes, allowed_outbound_hosts, [backends.NAME], [cache] enabled, memory_mib, max_object_kib, keep_tag_headers, [cache.key], \
      [rate_limits.NAME] requests, period_s, burst, key, mode, [jwt.NAME] issuer, audiences, algorithms, jwks_url, jwks_refresh_min_s, keys, hs_secret, \
-     leeway_s, required_claims, forward_claims, token, max_token_bytes, [[edge]] path, methods, jwt, rate_limit, [variables], [limits] cpu_ms, wall_ms, memory_mib, \
+     leeway_s, required_claims, forward_claims, token, max_token_bytes, [[edge]] path, methods, jwt, rate_limit, [kv] buckets, [variables], [limits] cpu_ms, wall_ms, memory_mib, \
      request_body_kib, instances, connect_timeout_ms, first_byte_timeout_ms, \
      between_bytes_timeout_ms, subrequests, subrequest_concurrency, outbound_body_mib";
 
@@ -161,6 +163,7 @@ impl AppManifest {
             cache: self.cache.clone(),
             rate_limits: self.rate_limits.clone(),
             jwt: self.jwt.clone(),
+            kv_buckets: self.kv_buckets.clone(),
             edge: self.edge.clone(),
             variables: self.variables.clone(),
         }
@@ -188,6 +191,7 @@ pub(crate) struct RawApp {
     rate_limits: BTreeMap<String, RawRateLimit>,
     #[serde(default)]
     jwt: BTreeMap<String, jwt::RawJwt>,
+    kv: Option<RawKv>,
     #[serde(default)]
     edge: Vec<RawEdgeRule>,
     #[serde(default)]
@@ -203,6 +207,7 @@ pub(crate) struct AppSections {
     pub(crate) cache: CacheRules,
     pub(crate) rate_limits: Vec<RateLimitSpec>,
     pub(crate) jwt: Vec<JwtSpec>,
+    pub(crate) kv_buckets: Vec<String>,
     pub(crate) edge: Vec<EdgeRuleSpec>,
     pub(crate) variables: BTreeMap<String, String>,
 }
@@ -219,6 +224,7 @@ impl AppSections {
             cache: self.cache,
             rate_limits: self.rate_limits,
             jwt: self.jwt,
+            kv_buckets: self.kv_buckets,
             edge: self.edge,
             variables: self.variables,
         }
@@ -308,6 +314,24 @@ impl RawApp {
         for (name, policy) in self.jwt {
             jwts.push(policy.validate(&name, &key(&format!("jwt.{name}")), at, &file)?);
         }
+        let mut kv_buckets = Vec::new();
+        for bucket in self.kv.into_iter().flat_map(|kv| kv.buckets) {
+            let bad = |message: String| at(bucket.span(), key("kv.buckets"), message);
+            policy_name(bucket.get_ref()).map_err(|_| {
+                bad(format!(
+                    "{:?} is not a bucket name: lowercase letters, digits, - and _ (at most 64)",
+                    bucket.get_ref()
+                ))
+            })?;
+            if kv_buckets.len() == MAX_KV_BUCKETS {
+                return Err(bad(format!("at most {MAX_KV_BUCKETS} buckets per app")));
+            }
+            if bucket.get_ref() != outpost_host::kv::DEFAULT_BUCKET
+                && !kv_buckets.contains(bucket.get_ref())
+            {
+                kv_buckets.push(bucket.into_inner());
+            }
+        }
         if self.edge.len() > MAX_EDGE_RULES {
             return Err(ConfigError {
                 file: file(),
@@ -349,6 +373,7 @@ impl RawApp {
             cache,
             rate_limits,
             jwt: jwts,
+            kv_buckets,
             edge,
             variables,
         })
@@ -541,6 +566,17 @@ impl RawRateLimit {
         })
     }
 }
+
+/// `[kv]`: the app's buckets besides `default`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKv {
+    #[serde(default)]
+    buckets: Vec<Spanned<String>>,
+}
+
+/// The most buckets one app may declare.
+const MAX_KV_BUCKETS: usize = 16;
 
 /// Checks a policy's name (`[rate_limits.NAME]`, `[jwt.NAME]`).
 fn policy_name(name: &str) -> Result<(), String> {

@@ -34,6 +34,7 @@ impl Node {
             &config.outbound,
             &config.cache,
             &config.rate_limit,
+            &config.kv,
             &config.geo_databases,
         )
         .map_err(|err| anyhow::anyhow!(err))?;

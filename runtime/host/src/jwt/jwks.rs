@@ -1,4 +1,4 @@
-//! A policy's JSON Web Key Set, fetched through the upstream fetch path
+//! A JSON Web Key Set, fetched through the upstream fetch path
 //! (the node's private-range rule applies: a manifest cannot point the
 //! node at an internal address), kept for as long as its `Cache-Control`
 //! says (within bounds), and fetched again early when a token names a
@@ -10,13 +10,18 @@
 //! read lock-free, a stale set is refreshed in the background while it is
 //! still used, and only a request whose token needs a key the set lacks
 //! waits for the one fetch in flight ([`Jwks::refresh`]).
+//!
+//! Sets are node-wide, one per URL ([`JwksCache`]): apps trusting the same
+//! identity provider share its keys and its fetches, and a new version of
+//! an app finds the keys its previous version fetched.
 
 use super::VerifyingKey;
 use crate::fetch::FetchService;
 use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -51,10 +56,57 @@ impl KeySet {
     }
 }
 
-/// A policy's key set.
+/// Every algorithm a key of a set may be used with; a policy's own pins
+/// are checked before any key is looked up.
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The node's key sets, by URL, for as long as a policy uses them.
+#[derive(Debug)]
+pub struct JwksCache {
+    fetch: Arc<FetchService>,
+    sets: Mutex<HashMap<String, Weak<Jwks>>>,
+}
+
+impl JwksCache {
+    /// Sets fetched through `fetch`.
+    pub fn new(fetch: Arc<FetchService>) -> Self {
+        Self {
+            fetch,
+            sets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The set at `url`: the one in use if a policy uses it already (with
+    /// that policy's `refresh_min`), else a new one, fetched when first
+    /// needed.
+    pub fn get(&self, url: &http::Uri, refresh_min: Duration) -> Arc<Jwks> {
+        let mut sets = self.sets.lock().expect("jwks cache lock");
+        if let Some(set) = sets.get(&url.to_string()).and_then(Weak::upgrade) {
+            return set;
+        }
+        sets.retain(|_, set| set.strong_count() > 0);
+        let set = Arc::new(Jwks::new(url.clone(), refresh_min, self.fetch.clone()));
+        sets.insert(url.to_string(), Arc::downgrade(&set));
+        set
+    }
+}
+
+/// One key set.
 pub struct Jwks {
     url: http::Uri,
-    pinned: Vec<Algorithm>,
     refresh_min: Duration,
     fetch: Arc<FetchService>,
     current: ArcSwap<KeySet>,
@@ -75,17 +127,10 @@ impl std::fmt::Debug for Jwks {
 }
 
 impl Jwks {
-    /// The set at `url`, for keys of the `pinned` algorithms; not fetched
-    /// until a token needs it.
-    pub fn new(
-        url: http::Uri,
-        pinned: Vec<Algorithm>,
-        refresh_min: Duration,
-        fetch: Arc<FetchService>,
-    ) -> Self {
+    /// The set at `url`; not fetched until a token needs it.
+    fn new(url: http::Uri, refresh_min: Duration, fetch: Arc<FetchService>) -> Self {
         Self {
             url,
-            pinned,
             refresh_min,
             fetch,
             current: ArcSwap::from_pointee(KeySet::default()),
@@ -180,7 +225,7 @@ impl Jwks {
             .map_err(|err| format!("not a JWK set: {err}"))?;
         let mut keys = Vec::new();
         for jwk in set.keys.iter().take(MAX_KEYS) {
-            match VerifyingKey::from_jwks_entry(jwk, &self.pinned) {
+            match VerifyingKey::from_jwks_entry(jwk, &ALGORITHMS) {
                 Ok(usable) => keys.extend(usable),
                 Err(why) => tracing::debug!(
                     url = %self.url,
@@ -222,6 +267,33 @@ fn freshness(headers: &http::HeaderMap, floor: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_naming_one_url_share_its_set_while_one_uses_it() {
+        let fetch = Arc::new(FetchService::new(&crate::fetch::FetchConfig::default()).unwrap());
+        let cache = JwksCache::new(fetch);
+        let url: http::Uri = "https://idp.example/jwks".parse().unwrap();
+        let first = cache.get(&url, Duration::from_secs(60));
+        let second = cache.get(&url, Duration::from_secs(1));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(
+            second.refresh_min,
+            Duration::from_secs(60),
+            "the first policy's"
+        );
+        let other = cache.get(
+            &"https://other.example/jwks".parse().unwrap(),
+            Duration::from_secs(60),
+        );
+        assert!(!Arc::ptr_eq(&first, &other));
+        drop((first, second));
+        let fresh = cache.get(&url, Duration::from_secs(5));
+        assert_eq!(
+            fresh.refresh_min,
+            Duration::from_secs(5),
+            "unused sets are dropped"
+        );
+    }
 
     #[test]
     fn freshness_follows_max_age_within_bounds() {

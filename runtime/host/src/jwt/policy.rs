@@ -5,8 +5,7 @@
 //! rotates it without a redeploy) and a JWKS (fetched through the upstream
 //! fetch path, see [`Jwks`]).
 
-use super::{Jwks, JwtError, JwtVerifier, VerifyingKey, is_hmac};
-use crate::fetch::FetchService;
+use super::{Jwks, JwksCache, JwtError, JwtVerifier, VerifyingKey, is_hmac};
 use crate::vars::VarsPolicy;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
@@ -164,9 +163,9 @@ impl Borrow<VerifyingKey> for FoundKey {
 }
 
 impl JwtPolicy {
-    /// `spec`, its JWKS fetched through `fetch`, its HS secret read from
+    /// `spec`, its JWKS from the node's `jwks`, its HS secret read from
     /// `vars`.
-    pub fn new(spec: &JwtSpec, fetch: &Arc<FetchService>, vars: &Arc<VarsPolicy>) -> Self {
+    pub fn new(spec: &JwtSpec, jwks: &JwksCache, vars: &Arc<VarsPolicy>) -> Self {
         Self {
             name: spec.name.clone(),
             token: spec.token.clone(),
@@ -180,14 +179,10 @@ impl JwtPolicy {
                 required_claims: spec.required_claims.clone(),
                 max_token_bytes: spec.max_token_bytes,
             },
-            jwks: spec.jwks_url.as_ref().map(|url| {
-                Arc::new(Jwks::new(
-                    url.clone(),
-                    spec.algorithms.clone(),
-                    spec.jwks_refresh_min,
-                    fetch.clone(),
-                ))
-            }),
+            jwks: spec
+                .jwks_url
+                .as_ref()
+                .map(|url| jwks.get(url, spec.jwks_refresh_min)),
             hs_secret: spec
                 .hs_secret
                 .as_ref()
@@ -298,14 +293,14 @@ pub struct JwtPolicies {
 
 impl JwtPolicies {
     /// Policies of `specs`.
-    pub fn new(specs: &[JwtSpec], fetch: &Arc<FetchService>, vars: &Arc<VarsPolicy>) -> Self {
+    pub fn new(specs: &[JwtSpec], jwks: &JwksCache, vars: &Arc<VarsPolicy>) -> Self {
         Self {
             policies: specs
                 .iter()
                 .map(|spec| {
                     (
                         spec.name.clone(),
-                        Arc::new(JwtPolicy::new(spec, fetch, vars)),
+                        Arc::new(JwtPolicy::new(spec, jwks, vars)),
                     )
                 })
                 .collect(),

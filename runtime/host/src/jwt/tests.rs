@@ -14,7 +14,7 @@ const ED_PRIVATE: &str = include_str!("testdata/ed.pem");
 const ED_PUBLIC: &str = include_str!("testdata/ed.pub");
 
 fn verifier() -> JwtVerifier {
-    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    crypto::install();
     JwtVerifier {
         issuer: Some("https://auth.example.com/".into()),
         audiences: vec!["api".into()],
@@ -59,14 +59,14 @@ fn mint(alg: Algorithm, kid: &str, claims: &Value) -> String {
     };
     let mut header = Header::new(alg);
     header.kid = Some(kid.into());
-    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    crypto::install();
     encode(&header, claims, &key).unwrap()
 }
 
 /// A token with exactly this header and payload text, HS256-signed with
 /// the test secret.
 fn by_hand(header: &str, payload: &str) -> String {
-    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    crypto::install();
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header),
