@@ -3,6 +3,11 @@
 //! duplicate checks, key selection, signature, time/iss/aud checks).
 //!
 //!     cargo bench -p outpost-benches --bench jwt
+//!     cargo bench -p outpost-benches --bench jwt -- --rust-crypto
+//!
+//! The node checks signatures with its own ring-backed provider
+//! (`outpost_host::jwt::crypto`); `--rust-crypto` measures jsonwebtoken's
+//! RustCrypto provider instead, for comparison.
 //!
 //! Keys are the verifier's test keys (`runtime/host/src/jwt/testdata`).
 
@@ -21,7 +26,13 @@ const ED_PRIVATE: &str = include_str!("../runtime/host/src/jwt/testdata/ed.pem")
 const ED_PUBLIC: &str = include_str!("../runtime/host/src/jwt/testdata/ed.pub");
 
 fn main() {
-    outpost_host::jwt::crypto::install();
+    if std::env::args().any(|arg| arg == "--rust-crypto") {
+        jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+            .install_default()
+            .expect("no provider is installed yet");
+    } else {
+        outpost_host::jwt::crypto::install();
+    }
     let cases = [
         (
             "HS256",

@@ -334,7 +334,8 @@ def print_cache(results, args):
 def outpost_limited(args, port, hello, release, cache, refusal):
     """Outpost serving the hello component behind an `[[edge]]` rule: a
     rate limit of one request a day (`refusal` 429: the readiness probe
-    takes it, wrk gets 429s), or a JWT policy (401: wrk sends no token)."""
+    takes it, wrk gets 429s), or a JWT policy over `/api` (401: wrk sends
+    no token)."""
     config = ROOT / "target" / f"bench-{refusal}-node.toml"
     if refusal == 429:
         rule = """[apps.hello.rate_limits.all]
@@ -351,7 +352,7 @@ rate_limit = "all"
 algorithms = ["ES256"]
 keys = [{{ alg = "ES256", pem = {json.dumps(pem)} }}]
 [[apps.hello.edge]]
-path = "/"
+path = "/api"
 jwt = "users"
 """
     config.write_text(f"""[apps.hello]
@@ -374,6 +375,9 @@ def limit_scenario(args, servers, hello, release, cache):
             server = Server(name, [release / "native-hello", "--listen", f"127.0.0.1:{port}"], port)
         else:
             server = outpost_limited(args, port, hello, release, cache, int(name.split("-")[1]))
+            if name == "outpost-401":
+                # Ready once `/` answers; the load goes to the rule's `/api`.
+                server.path = "/api"
         try:
             time.sleep(1)
             runs = [wrk(server, 64, args.duration) for _ in range(args.runs)]
