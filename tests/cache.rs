@@ -656,19 +656,10 @@ fn call_with(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(node.url(path))
-        .header("host", format!("{app}.test"));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_owned(),
-        )))
-        .unwrap();
-    block_on(HttpClient::http1().send(request)).expect("an HTTP answer")
+    let host = format!("{app}.test");
+    let mut all = vec![("host", host.as_str())];
+    all.extend_from_slice(headers);
+    node.send(method, path, &all, body.to_owned())
 }
 
 const PAGE: &str = "https://example.com/page";

@@ -4,12 +4,8 @@
 //! 0600, seen by the next request without a redeploy, and never appear in
 //! an API answer, the audit log or the node's logs.
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::Full;
-use outpost_tests::{
-    HttpClient, Outpost, Reply, TempDir, artifacts, block_on, serve_config, serve_dir,
-};
+use outpost_tests::{Outpost, Reply, TempDir, artifacts, serve_config, serve_dir};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
@@ -33,49 +29,13 @@ fn start() -> (Outpost, TempDir) {
         artifacts::CONFIG_API,
     );
     let (node, dir) = serve_config(OUTPOST.as_ref(), &toml);
-    let component = std::fs::read(artifacts::CONFIG_API).unwrap();
-    let upload = admin(
-        &node,
-        "POST",
-        "/v1/apps/cfg/versions",
+    node.deploy(
         DEPLOY_TOKEN,
-        |request| {
-            request
-                .header(
-                    "outpost-manifest",
-                    base64::engine::general_purpose::STANDARD.encode(MANIFEST),
-                )
-                .body(Full::new(Bytes::from(component)))
-        },
+        "cfg",
+        MANIFEST,
+        artifacts::CONFIG_API.as_ref(),
     );
-    assert_eq!(upload.status, 201, "{}", upload.text());
-    let activate = admin(
-        &node,
-        "POST",
-        "/v1/apps/cfg/versions/1/activate",
-        DEPLOY_TOKEN,
-        empty,
-    );
-    assert_eq!(activate.status, 200, "{}", activate.text());
     (node, dir)
-}
-
-fn empty(request: http::request::Builder) -> http::Result<http::Request<Full<Bytes>>> {
-    request.body(Full::default())
-}
-
-fn admin(
-    node: &Outpost,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: impl FnOnce(http::request::Builder) -> http::Result<http::Request<Full<Bytes>>>,
-) -> Reply {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(node.admin_url(path))
-        .header("authorization", format!("Bearer {token}"));
-    block_on(HttpClient::http1().send(body(request).unwrap())).expect("an admin answer")
 }
 
 /// `outpost secret ARGS` against the node, `stdin` on its standard input;
@@ -152,7 +112,7 @@ fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
     assert_eq!(mode, 0o600);
 
     // Nothing the node says or writes holds the value.
-    let listed = admin(&node, "GET", "/v1/apps/cfg/secrets", READ_TOKEN, empty);
+    let listed = node.admin("GET", "/v1/apps/cfg/secrets", READ_TOKEN, Bytes::new());
     assert_eq!(listed.status, 200);
     let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
     assert_eq!(
@@ -161,7 +121,9 @@ fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
     );
     let listed = listed.to_string();
     let stats = node.admin_stats(READ_TOKEN).to_string();
-    let apps = admin(&node, "GET", "/v1/apps", READ_TOKEN, empty).text();
+    let apps = node
+        .admin("GET", "/v1/apps", READ_TOKEN, Bytes::new())
+        .text();
     let audit = std::fs::read_to_string(dir.path().join("state/audit.log")).unwrap();
     assert!(audit.contains("secret-put"), "{audit}");
     for (what, text) in [
@@ -177,20 +139,18 @@ fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
     }
 
     // Refusals: a read token, a bad name, a value too large, binary.
-    let refused = admin(
-        &node,
+    let refused = node.admin(
         "PUT",
         "/v1/apps/cfg/secrets/x",
         READ_TOKEN,
-        |request| request.body(Full::new(Bytes::from_static(b"v"))),
+        Bytes::from_static(b"v"),
     );
     assert_eq!(refused.status, 403);
-    let bad_name = admin(
-        &node,
+    let bad_name = node.admin(
         "PUT",
         "/v1/apps/cfg/secrets/Api-Key",
         DEPLOY_TOKEN,
-        |request| request.body(Full::new(Bytes::from_static(b"v"))),
+        Bytes::from_static(b"v"),
     );
     assert_eq!(bad_name.status, 400, "{}", bad_name.text());
     let (ok, _, err) = secret_cli(&node, &["put", "cfg", "Api-Key"], "v");
@@ -198,20 +158,18 @@ fn secrets_are_private_on_disk_survive_a_restart_and_never_leak() {
         !ok && err.contains("not a valid variable or secret name"),
         "{err}"
     );
-    let large = admin(
-        &node,
+    let large = node.admin(
         "PUT",
         "/v1/apps/cfg/secrets/big",
         DEPLOY_TOKEN,
-        |request| request.body(Full::new(Bytes::from(vec![b'x'; 70_000]))),
+        Bytes::from(vec![b'x'; 70_000]),
     );
     assert_eq!(large.status, 413, "{}", large.text());
-    let binary = admin(
-        &node,
+    let binary = node.admin(
         "PUT",
         "/v1/apps/cfg/secrets/bin",
         DEPLOY_TOKEN,
-        |request| request.body(Full::new(Bytes::from_static(&[0xff, 0xfe]))),
+        Bytes::from_static(&[0xff, 0xfe]),
     );
     assert_eq!(binary.status, 400, "{}", binary.text());
 

@@ -313,7 +313,7 @@ impl Writer {
             Op::Delete { .. } => {
                 drop(entries);
                 if let Some(old) = &old {
-                    self.remove(txn, ns, &key, old)?;
+                    self.remove(txn, ns.app(), &key, old)?;
                 }
                 return Ok(Ok(Done::Written));
             }
@@ -386,7 +386,7 @@ impl Writer {
     fn remove(
         &self,
         txn: &WriteTransaction,
-        ns: &Namespace,
+        app: &str,
         key: &[u8],
         old: &[u8],
     ) -> Result<(), redb::Error> {
@@ -397,8 +397,8 @@ impl Writer {
                 .remove(expiry_key(expires, key).as_slice())?;
         }
         let mut usage = txn.open_table(USAGE)?;
-        let used = usage.get(ns.app())?.map_or(0, |used| used.value());
-        usage.insert(ns.app(), used.saturating_sub(entry_size(key, old)))?;
+        let used = usage.get(app)?.map_or(0, |used| used.value());
+        usage.insert(app, used.saturating_sub(entry_size(key, old)))?;
         Ok(())
     }
 
@@ -428,14 +428,10 @@ impl Writer {
             match stored {
                 // Still the entry the index points at: it expired.
                 Some(stored) if expiry_of(&stored) != 0 && expiry_of(&stored) <= now => {
+                    // A stored key starts with its app's name and a NUL.
                     let app_len = key.iter().position(|b| *b == 0).unwrap_or(key.len());
-                    let app = String::from_utf8_lossy(&key[..app_len]).into_owned();
-                    let bucket_end = key[app_len + 1..]
-                        .iter()
-                        .position(|b| *b == 0)
-                        .map_or(key.len(), |end| app_len + 1 + end);
-                    let bucket = String::from_utf8_lossy(&key[app_len + 1..bucket_end]);
-                    self.remove(&txn, &Namespace::new(&app, &bucket), key, &stored)?;
+                    let app = String::from_utf8_lossy(&key[..app_len]);
+                    self.remove(&txn, &app, key, &stored)?;
                 }
                 _ => {
                     txn.open_table(EXPIRY)?.remove(index_key.as_slice())?;
